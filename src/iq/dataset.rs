@@ -1,0 +1,437 @@
+//! The dataset folder: what the generator and the RadioML importers write and the trainer reads.
+//!
+//! ```text
+//! DIR/manifest.json   what the data is (see [`Manifest`]); written last, so a folder without it
+//!                     is an unfinished or broken dataset
+//! DIR/x.npy           complex64 (N, channels, window_len)
+//! DIR/y.npy           int64 (N,)   class index into manifest.classes
+//! DIR/snr.npy         float32 (N,) true per-window SNR in dB (see manifest.snr_definition)
+//! DIR/angles.npy      float32 (N, 2) azimuth, elevation in degrees (only when manifest.has_angles)
+//! ```
+//!
+//! [`Dataset::open`] checks every file against the manifest before anything is read, and names
+//! the file and the field that disagree.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::C32;
+use super::npy::{self, NpyError, NpyReader, NpyWriter};
+
+/// Version tag written into every manifest; bumped when the folder layout changes.
+pub const DATASET_FORMAT: &str = "specwatch-dataset/1";
+
+/// Errors from reading or writing a dataset folder.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error(transparent)]
+    Npy(#[from] NpyError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{dir}: no manifest.json — not a dataset folder, or its writing did not finish")]
+    NoManifest { dir: PathBuf },
+    #[error("{path}: malformed manifest: {source}")]
+    ManifestSyntax {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: field '{field}': {problem}")]
+    Manifest {
+        path: PathBuf,
+        field: &'static str,
+        problem: String,
+    },
+    #[error("{path}: {problem}")]
+    Data { path: PathBuf, problem: String },
+}
+
+/// Where a dataset came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DatasetSource {
+    /// Made by specwatch's generator from a named recipe; `params` records every recipe setting.
+    Synth {
+        recipe: String,
+        params: serde_json::Value,
+    },
+    /// Imported from a public RadioML file.
+    Radioml {
+        variant: String,
+        file: String,
+        file_bytes: u64,
+    },
+}
+
+/// `manifest.json`: everything a reader needs to know about a dataset, and how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`DATASET_FORMAT`].
+    pub format: String,
+    pub source: DatasetSource,
+    /// Seed of the generator (None for imported data).
+    pub seed: Option<u64>,
+    /// specwatch version and generator revision that wrote the data.
+    pub generator_version: String,
+    /// Class names; `y.npy` holds indices into this list.
+    pub classes: Vec<String>,
+    pub window_len: usize,
+    pub channels: usize,
+    /// Nominal sample rate of the windows, when known.
+    pub sample_rate_hz: Option<f64>,
+    /// The SNR values (dB) the data was made at or labelled with.
+    pub snr_grid_db: Vec<f32>,
+    /// What the numbers in `snr.npy` mean.
+    pub snr_definition: String,
+    /// Number of windows N.
+    pub count: usize,
+    /// Windows per class name.
+    pub counts_per_class: BTreeMap<String, usize>,
+    /// Whether `angles.npy` is present.
+    pub has_angles: bool,
+    /// Array geometry for multi-channel AoA data (free-form, written by the recipe).
+    #[serde(default)]
+    pub array: Option<serde_json::Value>,
+    /// Anything else a reader should know (e.g. how the source's labels differ from ours).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl Manifest {
+    /// SHA-256 of the manifest as written (hex); model cards cite the dataset by this digest.
+    pub fn digest_of_file(dir: &Path) -> Result<String, DatasetError> {
+        let path = dir.join("manifest.json");
+        let bytes = std::fs::read(&path).map_err(|source| DatasetError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(hex(&Sha256::digest(&bytes)))
+    }
+
+    fn check(&self, path: &Path) -> Result<(), DatasetError> {
+        let bad = |field: &'static str, problem: String| DatasetError::Manifest {
+            path: path.to_path_buf(),
+            field,
+            problem,
+        };
+        if self.format != DATASET_FORMAT {
+            return Err(bad(
+                "format",
+                format!("is '{}' but '{DATASET_FORMAT}' was expected", self.format),
+            ));
+        }
+        if self.classes.is_empty() {
+            return Err(bad("classes", "is empty; at least one class is needed".into()));
+        }
+        if self.window_len == 0 {
+            return Err(bad("window_len", "must be at least 1".into()));
+        }
+        if self.channels == 0 {
+            return Err(bad("channels", "must be at least 1".into()));
+        }
+        let total: usize = self.counts_per_class.values().sum();
+        if total != self.count {
+            return Err(bad(
+                "counts_per_class",
+                format!("adds up to {total} but 'count' is {}", self.count),
+            ));
+        }
+        if let Some(name) = self
+            .counts_per_class
+            .keys()
+            .find(|k| !self.classes.contains(k))
+        {
+            return Err(bad(
+                "counts_per_class",
+                format!("names class '{name}' which is not in 'classes'"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Streams windows into a new dataset folder. Files are written as windows arrive; the manifest
+/// is written by [`DatasetWriter::finish`] once every declared window is in.
+pub struct DatasetWriter {
+    dir: PathBuf,
+    x: NpyWriter<C32>,
+    y: NpyWriter<i64>,
+    snr: NpyWriter<f32>,
+    angles: Option<NpyWriter<f32>>,
+    shape: (usize, usize, usize),
+    written: usize,
+    counts: Vec<usize>,
+}
+
+impl DatasetWriter {
+    /// Creates `dir` (and parents) and the data files for `count` windows of
+    /// `channels × window_len` samples over `n_classes` classes.
+    pub fn create(
+        dir: &Path,
+        count: usize,
+        channels: usize,
+        window_len: usize,
+        n_classes: usize,
+        has_angles: bool,
+    ) -> Result<Self, DatasetError> {
+        std::fs::create_dir_all(dir).map_err(|source| DatasetError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        // A stale manifest from an earlier dataset in the same folder must not describe new data.
+        let manifest = dir.join("manifest.json");
+        if manifest.exists() {
+            std::fs::remove_file(&manifest).map_err(|source| DatasetError::Io {
+                path: manifest,
+                source,
+            })?;
+        }
+        let angles_path = dir.join("angles.npy");
+        let angles = if has_angles {
+            Some(NpyWriter::create(&angles_path, &[count, 2])?)
+        } else {
+            if angles_path.exists() {
+                std::fs::remove_file(&angles_path).map_err(|source| DatasetError::Io {
+                    path: angles_path,
+                    source,
+                })?;
+            }
+            None
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            x: NpyWriter::create(&dir.join("x.npy"), &[count, channels, window_len])?,
+            y: NpyWriter::create(&dir.join("y.npy"), &[count])?,
+            snr: NpyWriter::create(&dir.join("snr.npy"), &[count])?,
+            angles,
+            shape: (count, channels, window_len),
+            written: 0,
+            counts: vec![0; n_classes],
+        })
+    }
+
+    /// Appends one window: `iq` is channel-major (`channels × window_len` samples).
+    pub fn push(
+        &mut self,
+        iq: &[C32],
+        class: usize,
+        snr_db: f32,
+        angles_deg: Option<[f32; 2]>,
+    ) -> Result<(), DatasetError> {
+        let (count, channels, len) = self.shape;
+        let problem = if iq.len() != channels * len {
+            Some(format!(
+                "window {} has {} samples but {channels} channels × {len} were declared",
+                self.written,
+                iq.len()
+            ))
+        } else if class >= self.counts.len() {
+            Some(format!(
+                "window {} has class index {class} but only {} classes were declared",
+                self.written,
+                self.counts.len()
+            ))
+        } else if self.written >= count {
+            Some(format!("more than the declared {count} windows were pushed"))
+        } else if angles_deg.is_some() != self.angles.is_some() {
+            Some(format!(
+                "window {} {} angles but the dataset was declared {} them",
+                self.written,
+                if angles_deg.is_some() { "has" } else { "lacks" },
+                if self.angles.is_some() { "with" } else { "without" }
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(DatasetError::Data {
+                path: self.dir.clone(),
+                problem,
+            });
+        }
+        self.x.write(iq)?;
+        self.y.write(&[class as i64])?;
+        self.snr.write(&[snr_db])?;
+        if let (Some(w), Some(a)) = (self.angles.as_mut(), angles_deg) {
+            w.write(&a)?;
+        }
+        self.counts[class] += 1;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Windows written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Closes the data files and writes `manifest.json`, filling in `count` and
+    /// `counts_per_class` from what was actually written.
+    pub fn finish(self, mut manifest: Manifest) -> Result<Manifest, DatasetError> {
+        let (count, channels, len) = self.shape;
+        self.x.finish()?;
+        self.y.finish()?;
+        self.snr.finish()?;
+        if let Some(a) = self.angles {
+            a.finish()?;
+        }
+        manifest.format = DATASET_FORMAT.to_string();
+        manifest.count = count;
+        manifest.channels = channels;
+        manifest.window_len = len;
+        manifest.counts_per_class = manifest
+            .classes
+            .iter()
+            .zip(&self.counts)
+            .map(|(c, n)| (c.clone(), *n))
+            .collect();
+        let path = self.dir.join("manifest.json");
+        manifest.check(&path)?;
+        let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+        std::fs::write(&path, text + "\n").map_err(|source| DatasetError::Io { path, source })?;
+        Ok(manifest)
+    }
+}
+
+/// An opened, checked dataset folder.
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    x: NpyReader<C32>,
+}
+
+impl Dataset {
+    /// Opens `dir` and checks manifest and data files against each other.
+    pub fn open(dir: &Path) -> Result<Self, DatasetError> {
+        let manifest_path = dir.join("manifest.json");
+        if !manifest_path.exists() {
+            return Err(DatasetError::NoManifest {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(&manifest_path).map_err(|source| DatasetError::Io {
+            path: manifest_path.clone(),
+            source,
+        })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|source| DatasetError::ManifestSyntax {
+                path: manifest_path.clone(),
+                source,
+            })?;
+        manifest.check(&manifest_path)?;
+        let n = manifest.count;
+        let expect_shape = |file: &str, expected: Vec<usize>| -> Result<(), DatasetError> {
+            let path = dir.join(file);
+            let h = npy::read_header(&path)?;
+            if h.shape != expected {
+                return Err(NpyError::Shape {
+                    path,
+                    found: h.shape,
+                    expected: format!("{expected:?} (from manifest.json)"),
+                }
+                .into());
+            }
+            Ok(())
+        };
+        expect_shape("x.npy", vec![n, manifest.channels, manifest.window_len])?;
+        expect_shape("y.npy", vec![n])?;
+        expect_shape("snr.npy", vec![n])?;
+        if manifest.has_angles {
+            expect_shape("angles.npy", vec![n, 2])?;
+        }
+        let x = NpyReader::<C32>::open(&dir.join("x.npy"))?;
+        if x.header.fortran_order {
+            return Err(DatasetError::Data {
+                path: dir.join("x.npy"),
+                problem: "is stored in Fortran order; datasets must be C-ordered".into(),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            x,
+        })
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.manifest.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.manifest.count == 0
+    }
+
+    /// Samples per window (channels × window_len).
+    pub fn window_size(&self) -> usize {
+        self.manifest.channels * self.manifest.window_len
+    }
+
+    /// Class indices, checked to lie inside `manifest.classes`.
+    pub fn labels(&self) -> Result<Vec<i64>, DatasetError> {
+        let path = self.dir.join("y.npy");
+        let y = npy::read_array::<i64>(&path)?.data;
+        let k = self.manifest.classes.len() as i64;
+        if let Some((i, v)) = y.iter().enumerate().find(|(_, v)| **v < 0 || **v >= k) {
+            return Err(DatasetError::Data {
+                path,
+                problem: format!(
+                    "label {v} at index {i} is outside 0..{k} (manifest.json lists {k} classes)"
+                ),
+            });
+        }
+        Ok(y)
+    }
+
+    /// Per-window SNR in dB.
+    pub fn snr_db(&self) -> Result<Vec<f32>, DatasetError> {
+        let path = self.dir.join("snr.npy");
+        let s = npy::read_array::<f32>(&path)?.data;
+        if let Some(i) = s.iter().position(|v| !v.is_finite()) {
+            return Err(DatasetError::Data {
+                path,
+                problem: format!("SNR at index {i} is not a finite number"),
+            });
+        }
+        Ok(s)
+    }
+
+    /// Azimuth and elevation in degrees, when the dataset has them.
+    pub fn angles_deg(&self) -> Result<Option<Vec<[f32; 2]>>, DatasetError> {
+        if !self.manifest.has_angles {
+            return Ok(None);
+        }
+        let a = npy::read_array::<f32>(&self.dir.join("angles.npy"))?.data;
+        Ok(Some(a.chunks_exact(2).map(|c| [c[0], c[1]]).collect()))
+    }
+
+    /// Reads windows `start..start + count` (channel-major within each window) and checks
+    /// that every sample is finite.
+    pub fn read_windows(&mut self, start: usize, count: usize) -> Result<Vec<C32>, DatasetError> {
+        let w = self.window_size();
+        let data = self.x.read_elements(start * w, count * w)?;
+        if let Some(i) = data.iter().position(|s| !(s.re.is_finite() && s.im.is_finite())) {
+            return Err(DatasetError::Data {
+                path: self.dir.join("x.npy"),
+                problem: format!(
+                    "window {} holds a non-finite sample (NaN or infinity) at offset {}",
+                    start + i / w,
+                    i % w
+                ),
+            });
+        }
+        Ok(data)
+    }
+}

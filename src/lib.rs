@@ -1,0 +1,25 @@
+//! specwatch — a real-time spectrum-monitoring station.
+//!
+//! A daemon (`specwatch`) reads live or replayed IQ, cuts it into windows, classifies each
+//! window's modulation and estimates its angle of arrival with ONNX models, and serves what it
+//! detects. A companion (`specwatch-train`) makes the datasets and the models.
+//!
+//! # Map
+//! - [`iq`]: sample types and files — `.npy` captures, sidecars, SigMF, dataset folders, RadioML
+//!   loaders.
+//! - [`dsp`]: pure functions — framing, normalisation, representations, PSD, SNR estimation,
+//!   energy gate, array manifold and direction finding. The one preprocessing path shared by
+//!   trainer and daemon.
+//! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
+//!   and the dataset recipes.
+//!
+//! # Data flow
+//! ```text
+//! synth recipe ──▶ synth::generate ──▶ iq::dataset (folder on disk) ──▶ trainer
+//! RadioML file ──▶ iq::radioml     ──▶ iq::dataset
+//! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ dsp (normalise, repr)
+//! ```
+
+pub mod dsp;
+pub mod iq;
+pub mod synth;
