@@ -1,1 +1,10 @@
-//! Integration tests.
+//! specwatch's integration tests: one binary, one module per area.
+
+mod common;
+
+mod cli;
+mod dataset;
+mod dsp;
+mod iq_files;
+mod radioml;
+mod synth;

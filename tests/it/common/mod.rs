@@ -1,0 +1,78 @@
+//! Shared test helpers: scratch folders, the Python reference environment, the built binaries.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh temporary folder, removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a temporary folder")
+}
+
+/// The Python interpreter of the reference environment (numpy, h5py, sigmf), made by
+/// `scripts/setup`: `SPECWATCH_PYTHON` if set, else the venv under `SPECWATCH_CACHE` (default
+/// `~/.cache/specwatch/venv`).
+///
+/// Returns `None` (and says why on stderr) when it is missing, so a test can skip with a reason;
+/// with `SPECWATCH_REQUIRE_PYTHON=1` (set by the test script and CI) a missing environment fails
+/// the test instead, so no check is silently skipped there.
+pub fn python() -> Option<PathBuf> {
+    let candidate = if let Ok(p) = std::env::var("SPECWATCH_PYTHON") {
+        PathBuf::from(p)
+    } else {
+        let cache = std::env::var("SPECWATCH_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/specwatch")
+        });
+        cache.join("venv/bin/python")
+    };
+    let works = Command::new(&candidate)
+        .args(["-c", "import numpy, h5py, sigmf"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if works {
+        return Some(candidate);
+    }
+    let why = format!(
+        "the Python reference environment ({}) with numpy, h5py and sigmf is not available; run scripts/setup",
+        candidate.display()
+    );
+    if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// Runs a Python snippet with the reference interpreter, with `args` in `sys.argv[1:]`; panics
+/// with its stderr when it fails. Returns its stdout.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("start python");
+    assert!(
+        out.status.success(),
+        "python failed:\n--- script ---\n{script}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Path of a binary of this package, built by cargo for the integration tests.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "specwatch" => PathBuf::from(env!("CARGO_BIN_EXE_specwatch")),
+        "specwatch-train" => PathBuf::from(env!("CARGO_BIN_EXE_specwatch-train")),
+        other => panic!("no binary named {other}"),
+    }
+}
+
+/// Fixture folder `tests/data`.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
