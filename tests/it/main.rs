@@ -2,6 +2,7 @@
 
 mod common;
 
+mod channel;
 mod cli;
 mod dataset;
 mod dsp;
