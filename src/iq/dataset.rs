@@ -129,7 +129,10 @@ impl Manifest {
             ));
         }
         if self.classes.is_empty() {
-            return Err(bad("classes", "is empty; at least one class is needed".into()));
+            return Err(bad(
+                "classes",
+                "is empty; at least one class is needed".into(),
+            ));
         }
         if self.window_len == 0 {
             return Err(bad("window_len", "must be at least 1".into()));
@@ -244,13 +247,19 @@ impl DatasetWriter {
                 self.counts.len()
             ))
         } else if self.written >= count {
-            Some(format!("more than the declared {count} windows were pushed"))
+            Some(format!(
+                "more than the declared {count} windows were pushed"
+            ))
         } else if angles_deg.is_some() != self.angles.is_some() {
             Some(format!(
                 "window {} {} angles but the dataset was declared {} them",
                 self.written,
                 if angles_deg.is_some() { "has" } else { "lacks" },
-                if self.angles.is_some() { "with" } else { "without" }
+                if self.angles.is_some() {
+                    "with"
+                } else {
+                    "without"
+                }
             ))
         } else {
             None
@@ -281,6 +290,15 @@ impl DatasetWriter {
     /// `counts_per_class` from what was actually written.
     pub fn finish(self, mut manifest: Manifest) -> Result<Manifest, DatasetError> {
         let (count, channels, len) = self.shape;
+        if self.written != count {
+            return Err(DatasetError::Data {
+                path: self.dir,
+                problem: format!(
+                    "only {} of the declared {count} windows were written",
+                    self.written
+                ),
+            });
+        }
         self.x.finish()?;
         self.y.finish()?;
         self.snr.finish()?;
@@ -422,7 +440,10 @@ impl Dataset {
     pub fn read_windows(&mut self, start: usize, count: usize) -> Result<Vec<C32>, DatasetError> {
         let w = self.window_size();
         let data = self.x.read_elements(start * w, count * w)?;
-        if let Some(i) = data.iter().position(|s| !(s.re.is_finite() && s.im.is_finite())) {
+        if let Some(i) = data
+            .iter()
+            .position(|s| !(s.re.is_finite() && s.im.is_finite()))
+        {
             return Err(DatasetError::Data {
                 path: self.dir.join("x.npy"),
                 problem: format!(
