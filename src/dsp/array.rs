@@ -124,7 +124,11 @@ impl ArrayGeometry {
 
     /// Parses the command-line form `ula`, `ura` or `uca` with `elements` and spacing; a `ura`
     /// is made as square as the element count allows (4 → 2×2).
-    pub fn from_kind(kind: &str, elements: usize, spacing_wavelengths: f64) -> Result<Self, ArrayError> {
+    pub fn from_kind(
+        kind: &str,
+        elements: usize,
+        spacing_wavelengths: f64,
+    ) -> Result<Self, ArrayError> {
         let layout = match kind {
             "ula" => ArrayLayout::Ula {
                 elements,

@@ -262,7 +262,9 @@ fn parse_header_dict(text: &str) -> Result<(String, bool, Vec<usize>), String> {
     if !shape_v.starts_with('(') {
         return Err("header field 'shape' is not a tuple".into());
     }
-    let close = shape_v.find(')').ok_or("header field 'shape' is not closed")?;
+    let close = shape_v
+        .find(')')
+        .ok_or("header field 'shape' is not closed")?;
     let shape = shape_v[1..close]
         .split(',')
         .map(str::trim)
@@ -486,12 +488,20 @@ impl<T: NpyElement> NpyReader<T> {
     }
 
     /// Appends `count` elements starting at flat storage index `start` to `out`.
-    pub fn read_into(&mut self, start: usize, count: usize, out: &mut Vec<T>) -> Result<(), NpyError> {
+    pub fn read_into(
+        &mut self,
+        start: usize,
+        count: usize,
+        out: &mut Vec<T>,
+    ) -> Result<(), NpyError> {
         let total = self.header.len();
         if start + count > total {
             return Err(format_err(
                 &self.path,
-                format!("read of elements {start}..{} past the end ({total} elements)", start + count),
+                format!(
+                    "read of elements {start}..{} past the end ({total} elements)",
+                    start + count
+                ),
             ));
         }
         let size = self.dtype.size();
@@ -566,16 +576,17 @@ impl<T: NpyElement> NpyWriter<T> {
             });
         }
         self.file.flush().map_err(io_err(&self.path))?;
-        self.file
-            .get_ref()
-            .sync_all()
-            .map_err(io_err(&self.path))?;
+        self.file.get_ref().sync_all().map_err(io_err(&self.path))?;
         Ok(())
     }
 }
 
 /// Writes a whole C-ordered array in one call.
-pub fn write_array<T: NpyElement>(path: &Path, shape: &[usize], data: &[T]) -> Result<(), NpyError> {
+pub fn write_array<T: NpyElement>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<(), NpyError> {
     let mut w = NpyWriter::create(path, shape)?;
     w.write(data)?;
     w.finish()

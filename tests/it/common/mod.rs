@@ -21,10 +21,12 @@ pub fn python() -> Option<PathBuf> {
     let candidate = if let Ok(p) = std::env::var("SPECWATCH_PYTHON") {
         PathBuf::from(p)
     } else {
-        let cache = std::env::var("SPECWATCH_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/specwatch")
-        });
+        let cache = std::env::var("SPECWATCH_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                    .join(".cache/specwatch")
+            });
         cache.join("venv/bin/python")
     };
     let works = Command::new(&candidate)
