@@ -136,7 +136,7 @@ impl ArrayGeometry {
             },
             "ura" => {
                 let rows = (1..=elements)
-                    .filter(|r| elements % r == 0 && r * r <= elements)
+                    .filter(|r| elements.is_multiple_of(*r) && r * r <= elements)
                     .max()
                     .unwrap_or(1);
                 ArrayLayout::Ura {
