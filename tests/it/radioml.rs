@@ -212,6 +212,17 @@ fn explicit_class_order_sets_the_labels_and_must_cover_the_file() {
         e.contains("'classes'") && e.contains("lacks '8PSK'") && e.contains(s(&src)),
         "{e}"
     );
+    let opts = ImportOptions {
+        max_per_class_snr: Some(0),
+        ..Default::default()
+    };
+    let e = import(&src, &dir.path().join("q"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'max_per_class_snr'") && e.contains("at least 1"),
+        "{e}"
+    );
 }
 
 /// Writes the pickle built by `expr` (a Python expression using np) to argv[1].

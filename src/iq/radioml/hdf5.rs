@@ -131,7 +131,8 @@ pub(super) fn import_2018(
         ),
     };
     if classes.len() != k {
-        return Err(RadiomlError::Classes {
+        return Err(RadiomlError::BadOption {
+            option: "classes",
             problem: format!(
                 "names {} classes but dataset Y of {} has {k} one-hot columns; expected one name per column",
                 classes.len(),

@@ -126,8 +126,11 @@ pub enum RadiomlError {
         "{path}: is an HDF5 file (RadioML 2018.01A) but this specwatch was built without HDF5 support; rebuild with `--features hdf5`"
     )]
     NoHdf5 { path: PathBuf },
-    #[error("option 'classes': {problem}")]
-    Classes { problem: String },
+    #[error("option '{option}': {problem}")]
+    BadOption {
+        option: &'static str,
+        problem: String,
+    },
     #[error(transparent)]
     Dataset(#[from] DatasetError),
 }
@@ -243,6 +246,12 @@ pub fn detect_format(file: &Path) -> Result<RadiomlFormat, RadiomlError> {
 /// without `X`/`Y`/`Z` of the expected shapes, rows that are not one-hot, and non-finite
 /// samples.
 pub fn import(file: &Path, out: &Path, opts: &ImportOptions) -> Result<Manifest, RadiomlError> {
+    if opts.max_per_class_snr == Some(0) {
+        return Err(RadiomlError::BadOption {
+            option: "max_per_class_snr",
+            problem: "is 0, which would keep no examples; expected at least 1".into(),
+        });
+    }
     match detect_format(file)? {
         RadiomlFormat::Pickle => import_2016(file, out, opts),
         #[cfg(feature = "hdf5")]
@@ -431,7 +440,8 @@ fn import_2016(file: &Path, out: &Path, opts: &ImportOptions) -> Result<Manifest
         Some(list) => {
             check_unique(list)?;
             if let Some(missing) = modulations.iter().find(|m| !list.contains(m)) {
-                return Err(RadiomlError::Classes {
+                return Err(RadiomlError::BadOption {
+                    option: "classes",
                     problem: format!(
                         "lacks '{missing}', which {} holds; expected a list naming every modulation in the file ({})",
                         file.display(),
@@ -561,12 +571,14 @@ fn import_2016(file: &Path, out: &Path, opts: &ImportOptions) -> Result<Manifest
 fn check_unique(list: &[String]) -> Result<(), RadiomlError> {
     let mut seen = BTreeSet::new();
     if let Some(dup) = list.iter().find(|c| !seen.insert(c.as_str())) {
-        return Err(RadiomlError::Classes {
+        return Err(RadiomlError::BadOption {
+            option: "classes",
             problem: format!("names '{dup}' twice; expected distinct class names"),
         });
     }
     if list.iter().any(|c| c.trim().is_empty()) {
-        return Err(RadiomlError::Classes {
+        return Err(RadiomlError::BadOption {
+            option: "classes",
             problem: "holds an empty name; expected class names".into(),
         });
     }
