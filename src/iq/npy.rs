@@ -509,7 +509,8 @@ impl<T: NpyElement> NpyReader<T> {
         self.file
             .seek(SeekFrom::Start(offset))
             .map_err(io_err(&self.path))?;
-        let mut buf = vec![0u8; (1 << 16) * size];
+        // A small read needs only a small buffer; large ones go through 64 Ki elements at a time.
+        let mut buf = vec![0u8; count.min(1 << 16) * size];
         let mut left = count;
         while left > 0 {
             let n = left.min(1 << 16);
