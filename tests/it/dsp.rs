@@ -638,3 +638,85 @@ fn doa_errors_name_the_parameter() {
         .expect_err("4 sources on 4 elements");
     assert!(e.to_string().contains("'sources' is 4"), "{e}");
 }
+
+// ---- The same requirements on the generator's own windows (the recipes' full channel) ----
+
+/// The default SNR estimator on rml2016a windows (dynamic channel: sample-rate and carrier
+/// offsets, Rician multipath fading, exact-SNR noise): mean absolute error ≤ 1.5 dB at every SNR
+/// in 0..20 dB for the linear modulations; 150 windows per cell.
+#[test]
+fn snr_estimator_meets_the_requirement_on_rml2016a_recipe_windows() {
+    use specwatch::synth::recipe::Recipe;
+    use specwatch::synth::{RecipeOptions, window_rng};
+    let recipe = Recipe::by_name("rml2016a", &RecipeOptions::default(), 1).expect("recipe");
+    let mut worst = (0.0f64, String::new());
+    let mut index = 0u64;
+    for class in ["BPSK", "QPSK", "8PSK", "PAM4", "QAM16", "QAM64"] {
+        let c = recipe
+            .classes
+            .iter()
+            .position(|n| n == class)
+            .expect("class");
+        for snr in (0..=20).step_by(2) {
+            let mut err = 0.0;
+            for _ in 0..150 {
+                index += 1;
+                let w = recipe.generate(&mut window_rng(11, index), c, snr as f32);
+                err += f64::from((specwatch::dsp::snr::estimate_snr_db(&w.iq) - w.snr_db).abs());
+            }
+            let mae = err / 150.0;
+            if mae > worst.0 {
+                worst = (mae, format!("{class} at {snr} dB"));
+            }
+            assert!(
+                mae <= 1.5,
+                "{class} at {snr} dB: mean abs error {mae:.2} dB > 1.5 dB"
+            );
+        }
+    }
+    eprintln!(
+        "SNR estimator on rml2016a windows: worst mean abs error {:.2} dB ({})",
+        worst.0, worst.1
+    );
+}
+
+/// MUSIC on aoa4 windows (2×2 URA, λ/2, 1024 snapshots, flat Rician fading and carrier offset
+/// common to all elements, no element errors or multipath) at 20 dB: RMS error within 2× the
+/// RMS of the per-window CRB standard deviation, in azimuth and in elevation; 120 windows.
+#[test]
+fn music_is_within_twice_the_crb_on_aoa4_recipe_windows() {
+    use specwatch::synth::recipe::Recipe;
+    use specwatch::synth::{RecipeOptions, window_rng};
+    let recipe = Recipe::by_name("aoa4", &RecipeOptions::default(), 1).expect("recipe");
+    let g = ArrayGeometry::default_aoa4();
+    let est = DoaEstimator::new(g.clone(), DoaGrid::default()).expect("valid grid");
+    let trials = 120;
+    let (mut se_az, mut se_el, mut crb_az, mut crb_el) = (0.0, 0.0, 0.0, 0.0);
+    for i in 0..trials {
+        let w = recipe.generate(&mut window_rng(5, i), (i % 6) as usize, 20.0);
+        let [az, el] = w.angles_deg.expect("aoa4 windows carry angles");
+        let (az, el) = (f64::from(az), f64::from(el));
+        let d = est
+            .estimate_from_snapshots(DoaMethod::Music, &w.iq, 1)
+            .expect("valid block")[0];
+        se_az += (d.azimuth_deg - az).powi(2);
+        se_el += (d.elevation_deg - el).powi(2);
+        let c = crb_single_source(&g, az, el, 20.0, recipe.window_len).expect("front half-space");
+        crb_az += c.azimuth_deg2;
+        crb_el += c.elevation_deg2.expect("planar array");
+    }
+    let n = trials as f64;
+    let (rmse_az, rmse_el) = ((se_az / n).sqrt(), (se_el / n).sqrt());
+    let (crb_az, crb_el) = ((crb_az / n).sqrt(), (crb_el / n).sqrt());
+    eprintln!(
+        "MUSIC on aoa4 recipe windows at 20 dB: RMSE az {rmse_az:.4}° el {rmse_el:.4}°; RMS CRB std az {crb_az:.4}° el {crb_el:.4}°"
+    );
+    assert!(
+        rmse_az <= 2.0 * crb_az,
+        "azimuth RMSE {rmse_az}° > 2 × {crb_az}°"
+    );
+    assert!(
+        rmse_el <= 2.0 * crb_el,
+        "elevation RMSE {rmse_el}° > 2 × {crb_el}°"
+    );
+}
