@@ -136,7 +136,35 @@ impl Am {
 }
 
 impl Modulator for Am {
+    /// A suppressed-carrier window that falls in a pause of the audio carries no signal at all,
+    /// so no label could be true of it: such a window (mean power below
+    /// [`SILENT_WINDOW_POWER`] of the long-run mean) is drawn again from another place in the
+    /// audio, up to [`SILENT_WINDOW_RETRIES`] times. Windows with a carrier always carry signal
+    /// and are never redrawn.
     fn generate(&self, rng: &mut SynthRng, len: usize) -> Vec<C32> {
+        let mut out = self.generate_once(rng, len);
+        if self.carrier == 0.0 {
+            for _ in 0..SILENT_WINDOW_RETRIES {
+                let power = out.iter().map(|z| z.norm_sqr()).sum::<f32>() / len.max(1) as f32;
+                if power >= SILENT_WINDOW_POWER {
+                    break;
+                }
+                out = self.generate_once(rng, len);
+            }
+        }
+        out
+    }
+}
+
+/// Mean power (relative to the long-run mean of 1) under which a suppressed-carrier AM window
+/// counts as silent and is redrawn (−20 dB).
+pub const SILENT_WINDOW_POWER: f32 = 0.01;
+
+/// How many times a silent suppressed-carrier window is redrawn before it is kept as it is.
+pub const SILENT_WINDOW_RETRIES: usize = 16;
+
+impl Am {
+    fn generate_once(&self, rng: &mut SynthRng, len: usize) -> Vec<C32> {
         let span = self.resampler.span(len);
         let frac = self.resampler.random_fraction(rng);
         let (c, s) = (self.carrier, self.scale);

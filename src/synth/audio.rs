@@ -273,41 +273,56 @@ fn analytic_signal(x: &[f32]) -> Vec<C32> {
 }
 
 /// Converts `x` from `from_hz` to `to_hz` with a Kaiser-windowed sinc (32 zero crossings wide
-/// at the narrower of the two bandwidths, 70 dB).
+/// at the narrower of the two bandwidths, 70 dB, cut-off at 0.9 of the narrower Nyquist), its
+/// kernel tabulated at 1/1024-sample steps and each step normalised to unit DC gain.
 fn resample(x: &[f32], from_hz: f64, to_hz: f64) -> Vec<f32> {
+    const STEPS: usize = 1024;
     let ratio = to_hz / from_hz;
     let bw = ratio.min(1.0); // cut-off relative to the input's Nyquist
     let cutoff = 0.45 * bw; // cycles per input sample
-    let half = (16.0 / bw).ceil() as i64;
+    let half = (16.0 / bw).ceil() as usize;
+    let width = 2 * half;
     let beta = kaiser_beta(70.0);
     let i0b = bessel_i0(beta);
+    // kernel[p * width + k] multiplies input (floor(t) − half + 1 + k) for t − floor(t) = p/STEPS.
+    let mut kernel = vec![0.0f32; (STEPS + 1) * width];
+    for p in 0..=STEPS {
+        let frac = p as f64 / STEPS as f64;
+        let row: Vec<f64> = (0..width)
+            .map(|k| {
+                let d = k as f64 - half as f64 + 1.0 - frac;
+                let w = (d / half as f64).clamp(-1.0, 1.0);
+                let arg = 2.0 * cutoff * d;
+                let sinc = if arg.abs() < 1e-12 {
+                    1.0
+                } else {
+                    (PI * arg).sin() / (PI * arg)
+                };
+                sinc * bessel_i0(beta * (1.0 - w * w).sqrt()) / i0b
+            })
+            .collect();
+        let sum: f64 = row.iter().sum();
+        for (k, v) in row.iter().enumerate() {
+            kernel[p * width + k] = (v / sum) as f32;
+        }
+    }
     let out_len = (x.len() as f64 * ratio).floor() as usize;
     let mut out = Vec::with_capacity(out_len);
     for m in 0..out_len {
         let t = m as f64 / ratio;
-        let centre = t.floor() as i64;
-        let mut acc = 0.0f64;
-        let mut wsum = 0.0f64;
-        for k in (centre - half + 1)..=(centre + half) {
-            let d = k as f64 - t;
-            let w = (d / half as f64).clamp(-1.0, 1.0);
-            let arg = 2.0 * cutoff * d;
-            let sinc = if arg.abs() < 1e-12 {
-                1.0
-            } else {
-                (PI * arg).sin() / (PI * arg)
-            };
-            let h = 2.0 * cutoff * sinc * bessel_i0(beta * (1.0 - w * w).sqrt()) / i0b;
-            wsum += h;
-            if let Some(&v) = usize::try_from(k).ok().and_then(|i| x.get(i)) {
-                acc += h * f64::from(v);
-            }
-        }
-        out.push(if wsum.abs() > 0.0 {
-            (acc / wsum) as f32
-        } else {
-            0.0
-        });
+        let base = t.floor();
+        let p = ((t - base) * STEPS as f64).round() as usize;
+        let taps = &kernel[p * width..(p + 1) * width];
+        let first = base as i64 - half as i64 + 1;
+        let acc: f64 = taps
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &h)| {
+                let i = usize::try_from(first + k as i64).ok()?;
+                x.get(i).map(|&v| f64::from(h) * f64::from(v))
+            })
+            .sum();
+        out.push(acc as f32);
     }
     out
 }
