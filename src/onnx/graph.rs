@@ -78,8 +78,8 @@ impl Weights {
         Ok(())
     }
 
-    /// The transpose of a 2-D tensor (`[r, c]` → `[c, r]`). Call only on a checked 2-D tensor.
-    pub fn transposed(&self) -> Weights {
+    /// The transpose of a 2-D tensor (`[r, c]` → `[c, r]`); callers check the shape first.
+    pub(crate) fn transposed(&self) -> Weights {
         let (r, c) = (self.shape[0], self.shape[1]);
         let mut data = vec![0.0; r * c];
         for i in 0..r {
