@@ -12,6 +12,7 @@
 //!   trainer and daemon.
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
+//! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
 //!
 //! # Data flow
 //! ```text
@@ -22,4 +23,5 @@
 
 pub mod dsp;
 pub mod iq;
+pub mod onnx;
 pub mod synth;

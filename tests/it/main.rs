@@ -7,5 +7,6 @@ mod cli;
 mod dataset;
 mod dsp;
 mod iq_files;
+mod onnx;
 mod radioml;
 mod synth;
