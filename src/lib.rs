@@ -10,6 +10,7 @@
 //! - [`dsp`]: pure functions — framing, normalisation, representations, PSD, SNR estimation,
 //!   energy gate, array manifold and direction finding. The one preprocessing path shared by
 //!   trainer and daemon.
+//! - [`infer`]: ONNX Runtime loading, model cards, sessions (windows → classes, angles), batching.
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //!
@@ -21,5 +22,6 @@
 //! ```
 
 pub mod dsp;
+pub mod infer;
 pub mod iq;
 pub mod synth;
