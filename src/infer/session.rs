@@ -399,7 +399,7 @@ impl Model {
                 .map_err(|e| self.run_error(format!("input '{}': {e}", f.name)))?;
             inputs.push((f.name.as_str(), t));
         }
-        let name = self.card.name.clone();
+        let name = &self.card.name;
         let run_err = |message: String| InferError::Run {
             model: name.clone(),
             message,
@@ -423,7 +423,7 @@ impl Model {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
                 .map_err(|e| run_err(format!("output '{}': {e}", spec.name)))?;
-            let dims: Vec<i64> = shape.to_vec();
+            let dims: &[i64] = shape;
             let bad_shape = |expected: &str| {
                 run_err(format!(
                     "output '{}' has shape {dims:?}; expected {expected} for a batch of {batch}",
@@ -433,7 +433,7 @@ impl Model {
             match spec.kind {
                 OutputKind::Logits | OutputKind::Probabilities => {
                     let classes = self.card.classes.len();
-                    if dims != [batch as i64, classes as i64] {
+                    if *dims != [batch as i64, classes as i64] {
                         return Err(bad_shape(&format!(
                             "[{batch}, {classes}] ({classes} classes)"
                         )));
@@ -467,7 +467,7 @@ impl Model {
                     *flag = true;
                 }
                 OutputKind::AzimuthElevation => {
-                    if dims != [batch as i64, 2] {
+                    if *dims != [batch as i64, 2] {
                         return Err(bad_shape(&format!("[{batch}, 2]")));
                     }
                     let a = azimuth.get_or_insert_with(Vec::new);

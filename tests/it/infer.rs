@@ -253,9 +253,11 @@ fn write_card(dir: &Path, model: &str, card: &Value) -> PathBuf {
     path
 }
 
+/// CPU, one thread: the reference side runs on CPU too, and the cores are shared.
 fn options() -> RuntimeOptions {
     RuntimeOptions {
         intra_threads: Some(1),
+        execution: ExecutionPreference::Cpu,
         ..RuntimeOptions::default()
     }
 }
@@ -666,7 +668,11 @@ fn cuda_provider_runs_or_skips_with_reason() {
         Err(e @ InferError::Provider { .. }) => {
             eprintln!("SKIPPED: CUDA check: no usable CUDA provider or GPU here: {e}");
             // Auto must then fall back to CPU and say why.
-            let auto = Model::load(&card, &options()).expect("CPU fallback");
+            let auto_opts = RuntimeOptions {
+                execution: ExecutionPreference::Auto,
+                ..options()
+            };
+            let auto = Model::load(&card, &auto_opts).expect("CPU fallback");
             assert_eq!(auto.provider(), Provider::Cpu);
             assert!(auto.cuda_fallback().is_some());
             return;
@@ -674,11 +680,7 @@ fn cuda_provider_runs_or_skips_with_reason() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(gpu.provider(), Provider::Cuda { device_id: 0 });
-    let cpu_opts = RuntimeOptions {
-        execution: ExecutionPreference::Cpu,
-        ..options()
-    };
-    let mut cpu = Model::load(&card, &cpu_opts).expect("CPU");
+    let mut cpu = Model::load(&card, &options()).expect("CPU");
     let w = windows(11, 8 * 128);
     let g = gpu.run(&w, 8).expect("runs on CUDA").clone();
     let c = cpu.run(&w, 8).expect("runs on CPU");
