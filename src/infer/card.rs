@@ -631,7 +631,7 @@ impl ModelCard {
     /// element type, rank and static dimensions (a graph dimension left dynamic accepts the
     /// card's size; the batch must be dynamic), every graph input is described by the card, and
     /// the class count equals the class output's last dimension. All disagreements are reported
-    /// at once, e.g. "input 'iq' is [N,2,128] but the ONNX graph expects [N,1,2,128]".
+    /// at once, e.g. `input 'iq' is [N,2,128] but the ONNX graph expects [N,1,2,128]`.
     pub fn validate_against(&self, graph: &GraphSignature, path: &Path) -> Result<()> {
         let mut p = Vec::new();
         let graph_names = |ts: &[GraphTensor]| {
