@@ -10,6 +10,7 @@
 //! - [`dsp`]: pure functions — framing, normalisation, representations, PSD, SNR estimation,
 //!   energy gate, array manifold and direction finding. The one preprocessing path shared by
 //!   trainer and daemon.
+//! - [`infer`]: ONNX Runtime loading, model cards, sessions (windows → classes, angles), batching.
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod dsp;
+pub mod infer;
 pub mod iq;
 pub mod onnx;
 pub mod synth;

@@ -6,6 +6,7 @@ mod channel;
 mod cli;
 mod dataset;
 mod dsp;
+mod infer;
 mod iq_files;
 mod onnx;
 mod radioml;
