@@ -19,7 +19,9 @@
 //! ```text
 //! synth recipe ──▶ synth::generate ──▶ iq::dataset (folder on disk) ──▶ trainer
 //! RadioML file ──▶ iq::radioml     ──▶ iq::dataset
-//! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ dsp (normalise, repr)
+//! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ infer::Model
+//!                                       (model card's normalisation + representation, via dsp)
+//! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
 //! ```
 
 pub mod dsp;
