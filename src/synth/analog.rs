@@ -100,8 +100,16 @@ pub struct Am {
     kind: AmKind,
     carrier: f32,
     scale: f32,
+    /// Mean window power under which a suppressed-carrier window counts as silent.
+    silent_power: f32,
     resampler: Resampler,
 }
+
+/// Windows generated to calibrate a suppressed-carrier AM modulator's power (see [`Am::new`]).
+const CALIBRATION_WINDOWS: u64 = 4096;
+
+/// Seed of the calibration windows (fixed, so the scale is a property of the audio alone).
+const CALIBRATION_SEED: u64 = 0x5ca1e;
 
 impl Am {
     /// An AM modulator of `kind` over `audio`.
@@ -125,13 +133,34 @@ impl Am {
         } else {
             1.0
         };
-        Am {
+        let mut am = Am {
             audio,
             kind,
             carrier: carrier as f32,
             scale,
+            silent_power: SILENT_WINDOW_POWER,
             resampler: audio_to_nominal(),
+        };
+        if carrier == 0.0 {
+            // Redrawing silent windows raises the long-run mean power above the audio's (by
+            // about the silent fraction): measure it on windows made exactly as `generate`
+            // makes them and rescale so the long-run mean is 1 again. The silence threshold
+            // stays relative to the audio's own mean power.
+            let len = 128;
+            let total: f64 = (0..CALIBRATION_WINDOWS)
+                .map(|i| {
+                    let w = am.generate(&mut crate::synth::window_rng(CALIBRATION_SEED, i), len);
+                    w.iter().map(|z| f64::from(z.norm_sqr())).sum::<f64>() / len as f64
+                })
+                .sum();
+            let mean = total / CALIBRATION_WINDOWS as f64;
+            if mean > 0.0 {
+                let gain = (1.0 / mean.sqrt()) as f32;
+                am.scale *= gain;
+                am.silent_power *= gain * gain;
+            }
         }
+        am
     }
 }
 
@@ -146,7 +175,7 @@ impl Modulator for Am {
         if self.carrier == 0.0 {
             for _ in 0..SILENT_WINDOW_RETRIES {
                 let power = out.iter().map(|z| z.norm_sqr()).sum::<f32>() / len.max(1) as f32;
-                if power >= SILENT_WINDOW_POWER {
+                if power >= self.silent_power {
                     break;
                 }
                 out = self.generate_once(rng, len);
@@ -156,8 +185,8 @@ impl Modulator for Am {
     }
 }
 
-/// Mean power (relative to the long-run mean of 1) under which a suppressed-carrier AM window
-/// counts as silent and is redrawn (−20 dB).
+/// Mean power, relative to the long-run mean power of the audio's every window (pauses
+/// included), under which a suppressed-carrier AM window counts as silent and is redrawn (−20 dB).
 pub const SILENT_WINDOW_POWER: f32 = 0.01;
 
 /// How many times a silent suppressed-carrier window is redrawn before it is kept as it is.
