@@ -106,6 +106,7 @@ pub struct ArraySource {
 }
 
 impl ArraySource {
+    /// Validates `config`; the error names the parameter at fault.
     pub fn new(config: ArrayConfig) -> Result<Self, SynthError> {
         let g = &config.geometry;
         if g.len() < 2 || g.len() > 64 {
@@ -177,6 +178,7 @@ impl ArraySource {
         Ok(Self { config, lead })
     }
 
+    /// The configuration this source was built from.
     pub fn config(&self) -> &ArrayConfig {
         &self.config
     }
