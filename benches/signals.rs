@@ -92,7 +92,12 @@ fn main() {
     let stream: Vec<C32> = {
         use rand_distr::{Distribution, StandardNormal};
         (0..samples)
-            .map(|_| C32::new(StandardNormal.sample(&mut rng), StandardNormal.sample(&mut rng)))
+            .map(|_| {
+                C32::new(
+                    StandardNormal.sample(&mut rng),
+                    StandardNormal.sample(&mut rng),
+                )
+            })
             .collect()
     };
     let spec = FrameSpec::new(128, 128, 1).expect("frame spec");
