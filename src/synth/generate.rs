@@ -17,8 +17,12 @@ use super::recipe::{GeneratedWindow, Recipe, snr_grid_values};
 use super::{GENERATOR_REVISION, SynthError, window_rng};
 use crate::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
 
-/// Windows generated per chunk (per parallel batch).
+/// Most windows generated per chunk (per parallel batch).
 const CHUNK_WINDOWS: usize = 4096;
+
+/// Target size of one chunk's samples: large windows (e.g. 4 × 1024) get fewer per chunk, so
+/// memory stays small whatever the recipe.
+const CHUNK_BYTES: usize = 16 << 20;
 
 /// What to generate: how many windows per class and SNR, at which SNRs, from which seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +134,8 @@ pub fn generate_dataset(
     };
 
     // The writer thread consumes finished chunks while the pool fills the next one.
+    let window_bytes = recipe.channels * recipe.window_len * std::mem::size_of::<crate::iq::C32>();
+    let chunk_windows = (CHUNK_BYTES / window_bytes.max(1)).clamp(64, CHUNK_WINDOWS);
     let (tx, rx) = sync_channel::<Vec<(usize, GeneratedWindow)>>(1);
     let written = std::thread::scope(|scope| -> Result<DatasetWriter, SynthError> {
         let handle = scope.spawn(move || -> Result<DatasetWriter, SynthError> {
@@ -141,8 +147,8 @@ pub fn generate_dataset(
             }
             Ok(writer)
         });
-        for start in (0..total).step_by(CHUNK_WINDOWS) {
-            let end = (start + CHUNK_WINDOWS).min(total);
+        for start in (0..total).step_by(chunk_windows) {
+            let end = (start + chunk_windows).min(total);
             let chunk: Vec<_> = (start..end).into_par_iter().map(make).collect();
             if tx.send(chunk).is_err() {
                 break; // the writer failed; its error is returned below

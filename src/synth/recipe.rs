@@ -31,32 +31,9 @@ const AUDIO_SECONDS: f32 = 10.0;
 const RML2016A_CLASSES: [&str; 11] = [
     "8PSK", "AM-DSB", "AM-SSB", "BPSK", "CPFSK", "GFSK", "PAM4", "QAM16", "QAM64", "QPSK", "WBFM",
 ];
-const RML2018A_CLASSES: [&str; 24] = [
-    "OOK",
-    "4ASK",
-    "8ASK",
-    "BPSK",
-    "QPSK",
-    "8PSK",
-    "16PSK",
-    "32PSK",
-    "16APSK",
-    "32APSK",
-    "64APSK",
-    "128APSK",
-    "16QAM",
-    "32QAM",
-    "64QAM",
-    "128QAM",
-    "256QAM",
-    "AM-SSB-WC",
-    "AM-SSB-SC",
-    "AM-DSB-WC",
-    "AM-DSB-SC",
-    "FM",
-    "GMSK",
-    "OQPSK",
-];
+/// The 24 classes of RadioML 2018.01A, in the order of its (corrected) one-hot columns, so a
+/// generated set and an imported one label classes alike.
+const RML2018A_CLASSES: [&str; 24] = crate::iq::radioml::CLASSES_2018;
 const ZSL7_CLASSES: [&str; 7] = ["BPSK", "QPSK", "2ASK", "4ASK", "16QAM", "32QAM", "64QAM"];
 const AOA4_CLASSES: [&str; 6] = ["16QAM", "64QAM", "BPSK", "QPSK", "PAM4", "CW-AM"];
 
