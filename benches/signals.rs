@@ -7,11 +7,14 @@
 //!   run (the ratio is what the DSP costs over moving the bytes).
 //! - SNR estimation in ns/window at 128 and 1024 samples, beside M2M4 (a few multiply-adds per
 //!   sample) as the cheap peer.
+//! - Every recipe in µs/window, whole window beside its channel + noise alone; every modulator
+//!   class in µs/window at 128 and 1024 samples.
 //!
 //! Each figure is the best of several repetitions; the machine is shared, so read ratios rather
 //! than absolute numbers. `SPECWATCH_BENCH_QUICK=1` skips the full-set run.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -21,8 +24,11 @@ use specwatch::dsp::normalize::Normalization;
 use specwatch::dsp::psd::{Psd, WelchConfig, WindowFn};
 use specwatch::dsp::snr::{SpectralSnr, m2m4_snr_db};
 use specwatch::iq::C32;
+use specwatch::synth::audio::AudioBank;
+use specwatch::synth::channel::exact_noise;
+use specwatch::synth::classes::{ModContext, known_classes, modulator};
 use specwatch::synth::generate::{GenerateSpec, generate_dataset};
-use specwatch::synth::recipe::Recipe;
+use specwatch::synth::recipe::{RECIPES, Recipe};
 use specwatch::synth::{RecipeOptions, window_rng};
 
 /// Best wall time in seconds of `reps` runs of `f`.
@@ -148,5 +154,51 @@ fn main() {
             per(t_m2m4),
             t_spec / t_m2m4
         );
+    }
+
+    println!();
+    for name in RECIPES {
+        let r = Recipe::by_name(name, &RecipeOptions::default(), 1).expect("recipe");
+        let n = if r.window_len > 128 { 2_000 } else { 20_000 };
+        let t_all = best_of(3, || {
+            for i in 0..n {
+                let w = r.generate(&mut window_rng(1, i as u64), i % r.classes.len(), 0.0);
+                black_box(w.iq[0]);
+            }
+        });
+        let ch = r.channel();
+        let len = r.window_len;
+        let input: Vec<C32> = (0..ch.input_len(len))
+            .map(|k| C32::from_polar(1.0, 0.1 * k as f32))
+            .collect();
+        let t_chan = best_of(3, || {
+            for i in 0..n {
+                let mut rng = window_rng(1, i as u64);
+                let y = ch.propagate(&mut rng, &input, len);
+                black_box(exact_noise(&mut rng, &y, 0.0));
+            }
+        });
+        println!(
+            "recipe     {name:>8}: {:6.1} µs/window in all; channel + noise {:6.1} µs/window (one core)",
+            t_all / n as f64 * 1e6,
+            t_chan / n as f64 * 1e6
+        );
+    }
+
+    println!();
+    let ctx = ModContext::new(Arc::new(AudioBank::speech_like(1, 10.0)));
+    for name in known_classes() {
+        let m = modulator(name, &ctx).expect("known class");
+        let mut line = format!("modulator  {name:>10}:");
+        for len in [128usize, 1024] {
+            let reps = if len == 128 { 2_000 } else { 300 };
+            let t = best_of(5, || {
+                for i in 0..reps {
+                    black_box(m.generate(&mut window_rng(2, i), len));
+                }
+            });
+            line += &format!("  len {len:>4} {:6.2} µs", t / reps as f64 * 1e6);
+        }
+        println!("{line}");
     }
 }

@@ -743,34 +743,6 @@ fn fm_deviation_follows_the_documented_settings() {
     }
 }
 
-/// Not a check: prints µs per window for every class at 128 and 1024 samples, the best of 40
-/// short batches (so other load on a shared machine inflates it less). Run in release:
-/// `cargo test --release --test it synth::timing -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn timing() {
-    let c = ModContext::new(Arc::new(AudioBank::speech_like(1, 10.0)));
-    for name in known_classes() {
-        let m = modulator(name, &c).expect("known");
-        let mut line = format!("{name:>10}");
-        for len in [128usize, 1024] {
-            let reps = if len == 128 { 1_000 } else { 150 };
-            let mut best = f64::INFINITY;
-            let mut sink = 0.0f32;
-            for batch in 0..40u64 {
-                let t = std::time::Instant::now();
-                for i in 0..reps {
-                    sink += m.generate(&mut window_rng(batch, i), len)[len / 2].re;
-                }
-                best = best.min(t.elapsed().as_secs_f64() * 1e6 / reps as f64);
-            }
-            let flag = if sink.is_nan() { "!" } else { "" };
-            line += &format!("  len {len:>4}: {best:7.2} µs{flag}");
-        }
-        println!("{line}");
-    }
-}
-
 /// Suppressed-carrier AM windows that fall in a pause of the speech would carry no signal at all
 /// (and an SNR label could not be true of them): they are redrawn elsewhere in the audio. The
 /// threshold is −20 dB of the audio's mean window power, pauses included; the calibrated long-run
