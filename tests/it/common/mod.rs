@@ -18,16 +18,13 @@ pub fn scratch() -> tempfile::TempDir {
 /// with `SPECWATCH_REQUIRE_PYTHON=1` (set by the test script and CI) a missing environment fails
 /// the test instead, so no check is silently skipped there.
 pub fn python() -> Option<PathBuf> {
-    let candidate = if let Ok(p) = std::env::var("SPECWATCH_PYTHON") {
-        PathBuf::from(p)
-    } else {
-        let cache = std::env::var("SPECWATCH_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                    .join(".cache/specwatch")
-            });
-        cache.join("venv/bin/python")
+    let cache = std::env::var_os("SPECWATCH_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/specwatch")));
+    let candidate = match (std::env::var_os("SPECWATCH_PYTHON"), cache) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(cache)) => cache.join("venv/bin/python"),
+        (None, None) => PathBuf::from("python3"),
     };
     let works = Command::new(&candidate)
         .args(["-c", "import numpy, h5py, sigmf"])
