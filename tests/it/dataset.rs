@@ -74,7 +74,8 @@ d = sys.argv[1]
 x = np.load(os.path.join(d, "x.npy")); y = np.load(os.path.join(d, "y.npy"))
 s = np.load(os.path.join(d, "snr.npy")); a = np.load(os.path.join(d, "angles.npy"))
 print(x.dtype, x.shape, y.dtype, y.shape, s.dtype, a.dtype, a.shape)
-print(repr(complex(x[4, 1, 1])))
+z = x[4, 1, 1]
+print(float(z.real), float(z.imag))
 "#,
         &[tmp.path().to_str().unwrap()],
     );
@@ -85,8 +86,6 @@ print(repr(complex(x[4, 1, 1])))
     );
     // Window 4, channel 1, sample 1 is flat sample 9 of that window: 4.09 - 9j (f32).
     let v: Vec<f64> = lines[1]
-        .trim_matches(|c| c == '(' || c == ')' || c == 'j')
-        .replace("-9", " -9")
         .split_whitespace()
         .map(|t| t.parse().unwrap())
         .collect();
