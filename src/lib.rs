@@ -14,6 +14,7 @@
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
+//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders.
 //!
 //! # Data flow
 //! ```text
@@ -22,6 +23,7 @@
 //! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ infer::Model
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
+//! iq::dataset ──▶ train::data (dsp normalise, repr) ──▶ train::fit ──▶ run folder (weights, metrics)
 //! ```
 
 pub mod dsp;
@@ -29,3 +31,5 @@ pub mod infer;
 pub mod iq;
 pub mod onnx;
 pub mod synth;
+#[cfg(feature = "train")]
+pub mod train;

@@ -40,6 +40,62 @@ enum Command {
         /// The dataset folder.
         dir: PathBuf,
     },
+    /// Train a model on a dataset folder into a run folder.
+    #[cfg(feature = "train")]
+    Train(TrainArgs),
+}
+
+#[cfg(feature = "train")]
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Architecture: vtcnn2.
+    #[arg(long)]
+    arch: Option<String>,
+    /// The dataset folder.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Run folder: config.json, split.json, metrics.jsonl, best.bpk, checkpoint/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Total epochs [default: 30].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Windows per batch [default: 256].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Peak learning rate of the cosine schedule [default: 0.001].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Decoupled weight decay; above 0 trains with AdamW instead of Adam [default: 0].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Dropout probability [default: 0.5].
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Multiplier of every layer's width, 1 = as published [default: 1].
+    #[arg(long)]
+    width: Option<f64>,
+    /// Epochs without a lower validation loss before stopping [default: 5].
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Seed of initialisation, split, shuffling and dropout [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Use only the first N windows (a balanced prefix of the dataset).
+    #[arg(long)]
+    max_windows: Option<usize>,
+    /// Normalisation: none, unit_rms, l1 or peak [default: unit_rms].
+    #[arg(long)]
+    normalization: Option<String>,
+    /// Representation: iq, amp_phase, inst_freq, fft or fft_log_mag [default: iq].
+    #[arg(long)]
+    representation: Option<String>,
+    /// Continue the run in --out from its last checkpoint (up to --epochs in total).
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -144,6 +200,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gen(args) => generate(args),
         Command::ImportRadioml(args) => import(args),
         Command::Inspect { dir } => inspect(&dir),
+        #[cfg(feature = "train")]
+        Command::Train(args) => train(args),
     }
 }
 
@@ -250,4 +308,130 @@ fn print_summary(dir: &std::path::Path, m: &Manifest) {
     );
     println!("classes: {}", m.classes.join(", "));
     println!("manifest sha256: {digest}");
+}
+
+#[cfg(feature = "train")]
+fn train(args: TrainArgs) -> anyhow::Result<()> {
+    use specwatch::train::data::{parse_normalization, parse_representation};
+    use specwatch::train::fit::{FitOptions, TrainConfig, fit};
+
+    let mut config = if args.resume {
+        // The run's own settings; only the epoch count and patience may change.
+        let fixed = [
+            ("--batch", args.batch.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--weight-decay", args.weight_decay.is_some()),
+            ("--dropout", args.dropout.is_some()),
+            ("--width", args.width.is_some()),
+            ("--seed", args.seed.is_some()),
+            ("--max-windows", args.max_windows.is_some()),
+            ("--normalization", args.normalization.is_some()),
+            ("--representation", args.representation.is_some()),
+        ];
+        if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+            anyhow::bail!(
+                "{flag} cannot change when resuming; a resumed run keeps the settings in {}",
+                args.out.join("config.json").display()
+            );
+        }
+        let config = TrainConfig::load(&args.out)
+            .with_context(|| format!("resuming the run in {}", args.out.display()))?;
+        if let Some(arch) = &args.arch
+            && *arch != config.arch
+        {
+            anyhow::bail!(
+                "--arch is '{arch}' but the run in {} trains '{}'",
+                args.out.display(),
+                config.arch
+            );
+        }
+        if let Some(data) = &args.data
+            && *data != config.data
+        {
+            anyhow::bail!(
+                "--data is {} but the run in {} trains on {}",
+                data.display(),
+                args.out.display(),
+                config.data.display()
+            );
+        }
+        config
+    } else {
+        let arch = args
+            .arch
+            .as_deref()
+            .context("--arch is required (e.g. --arch vtcnn2)")?;
+        let data = args
+            .data
+            .as_deref()
+            .context("--data is required (a dataset folder)")?;
+        let mut config = TrainConfig::new(arch, data);
+        if let Some(v) = args.batch {
+            config.batch_size = v;
+        }
+        if let Some(v) = args.lr {
+            config.lr = v;
+        }
+        if let Some(v) = args.weight_decay {
+            config.weight_decay = v;
+        }
+        if let Some(v) = args.dropout {
+            config.dropout = v;
+        }
+        if let Some(v) = args.width {
+            config.width = v;
+        }
+        if let Some(v) = args.seed {
+            config.seed = v;
+        }
+        config.prep.max_windows = args.max_windows;
+        if let Some(v) = &args.normalization {
+            config.prep.normalization = parse_normalization(v)?;
+        }
+        if let Some(v) = &args.representation {
+            config.prep.representation = parse_representation(v)?;
+        }
+        config
+    };
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.patience {
+        config.patience = v;
+    }
+
+    let options = FitOptions {
+        resume: args.resume,
+        progress: !args.quiet,
+    };
+    let report = fit(&config, &args.out, options, &mut |m| {
+        println!(
+            "epoch {:>3}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% | lr {:.2e} | \
+             {:.0} samples/s | {:.1} s{}",
+            m.epoch,
+            m.train_loss,
+            100.0 * m.train_acc,
+            m.val_loss,
+            100.0 * m.val_acc,
+            m.lr,
+            m.train_samples_per_s,
+            m.seconds,
+            if m.best { " *" } else { "" }
+        );
+    })
+    .with_context(|| format!("training {} into {}", config.arch, args.out.display()))?;
+    println!(
+        "{}: epoch {} of {}, best validation loss {:.4} at epoch {}{}",
+        args.out.display(),
+        report.last_epoch,
+        config.epochs,
+        report.best_val_loss,
+        report.best_epoch,
+        if report.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }

@@ -11,3 +11,5 @@ mod iq_files;
 mod onnx;
 mod radioml;
 mod synth;
+#[cfg(feature = "train")]
+mod train;

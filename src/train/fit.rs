@@ -1,0 +1,585 @@
+//! The training loop and the run folder it writes.
+//!
+//! ```text
+//! RUN_DIR/config.json          every hyper-parameter, the model spec and the dataset (manifest digest)
+//! RUN_DIR/split.json           the stratified train/val/test indices (see data::Split)
+//! RUN_DIR/metrics.jsonl        one EpochMetrics line per finished epoch
+//! RUN_DIR/best.bpk             weights of the epoch with the lowest validation loss (burnpack)
+//! RUN_DIR/checkpoint/model.bpk weights after the last finished epoch
+//! RUN_DIR/checkpoint/optim.bpk optimizer state after the last finished epoch
+//! RUN_DIR/checkpoint/state.json epoch, step, best metric, patience counter (written last)
+//! ```
+//!
+//! Optimiser: Adam (`weight_decay` 0) or AdamW, with a cosine learning rate per step,
+//! `lr(t) = min_lr + ½(lr − min_lr)(1 + cos(π t / T))` over all `T` steps of `epochs`
+//! (burn's `CosineAnnealingLrScheduler` formula, computed from the step so a resumed run
+//! continues on the same curve). Loss: cross-entropy on the logits. Early stopping: training
+//! ends after `patience` epochs without a lower validation loss.
+//!
+//! Determinism: the weights are initialised from `seed`; each epoch's shuffle and dropout masks
+//! are drawn from `seed` and the epoch number, so a resumed run draws what an uninterrupted one
+//! would have.
+
+use std::f64::consts::PI;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::data::{PrepOptions, Prepared, Split, SplitFractions, prepare};
+use super::models::{self, Model, ModelSpec};
+use super::{TrainError, read_json, write_json};
+
+/// Every hyper-parameter of a run; written to `RUN_DIR/config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Architecture name (see [`models::ARCHITECTURES`]).
+    pub arch: String,
+    /// The dataset folder.
+    pub data: PathBuf,
+    pub prep: PrepOptions,
+    pub split: SplitFractions,
+    /// Total epochs (a resumed run continues up to this count).
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate (start of the cosine).
+    pub lr: f64,
+    /// Learning rate at the end of the cosine.
+    pub min_lr: f64,
+    /// Decoupled weight decay: 0 trains with Adam, above 0 with AdamW.
+    pub weight_decay: f64,
+    pub dropout: f64,
+    /// Multiplier of every layer's width (1 = as published).
+    pub width: f64,
+    /// Epochs without a lower validation loss before training stops.
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// The defaults for `arch` on the dataset `data`: 30 epochs, batch 256, lr 1e-3 cosine to 0,
+    /// Adam, dropout 0.5, patience 5, seed 1, unit-RMS I/Q input, split 0.7/0.15/0.15.
+    pub fn new(arch: &str, data: &Path) -> Self {
+        Self {
+            arch: arch.to_string(),
+            data: data.to_path_buf(),
+            prep: PrepOptions::default(),
+            split: SplitFractions::default(),
+            epochs: 30,
+            batch_size: 256,
+            lr: 1e-3,
+            min_lr: 0.0,
+            weight_decay: 0.0,
+            dropout: 0.5,
+            width: 1.0,
+            patience: 5,
+            seed: 1,
+        }
+    }
+
+    /// Loads the config of an existing run.
+    pub fn load(run_dir: &Path) -> Result<Self, TrainError> {
+        Ok(read_json::<RunRecord>(&run_dir.join(CONFIG_FILE))?.train)
+    }
+
+    fn check(&self) -> Result<(), TrainError> {
+        if !models::ARCHITECTURES.contains(&self.arch.as_str()) {
+            return Err(TrainError::UnknownArch {
+                name: self.arch.clone(),
+                known: models::ARCHITECTURES.join(", "),
+            });
+        }
+        if self.epochs == 0 {
+            return Err(TrainError::param("epochs", "is 0; expected at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(TrainError::param("batch", "is 0; expected at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
+            return Err(TrainError::param(
+                "lr",
+                format!("is {}; expected a learning rate in (0, 1]", self.lr),
+            ));
+        }
+        if !(self.min_lr.is_finite() && (0.0..=self.lr).contains(&self.min_lr)) {
+            return Err(TrainError::param(
+                "min-lr",
+                format!(
+                    "is {}; expected a value in [0, lr = {}]",
+                    self.min_lr, self.lr
+                ),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(TrainError::param(
+                "weight-decay",
+                format!(
+                    "is {}; expected 0 (Adam) or above (AdamW)",
+                    self.weight_decay
+                ),
+            ));
+        }
+        if self.patience == 0 {
+            return Err(TrainError::param("patience", "is 0; expected at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The same run apart from what may change on `--resume` (the epoch count and patience).
+    fn resumable_part(&self) -> Self {
+        Self {
+            epochs: 0,
+            patience: 0,
+            ..self.clone()
+        }
+    }
+
+    /// Learning rate at step `step` of `total`.
+    pub fn lr_at(&self, step: u64, total: u64) -> f64 {
+        let t = (step as f64 / total.max(1) as f64).min(1.0);
+        self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + (PI * t).cos())
+    }
+}
+
+/// What `config.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunRecord {
+    specwatch_version: String,
+    train: TrainConfig,
+    model: ModelSpec,
+    dataset: DatasetRecord,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DatasetRecord {
+    dir: PathBuf,
+    manifest_digest: String,
+    classes: Vec<String>,
+    channels: usize,
+    window_len: usize,
+    /// Windows used (the dataset, or its `max_windows` prefix).
+    windows: usize,
+}
+
+/// `checkpoint/state.json`: where the run stands after its last finished epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    epoch: usize,
+    step: u64,
+    best_val_loss: f64,
+    best_epoch: usize,
+    epochs_since_best: usize,
+    stopped_early: bool,
+}
+
+/// One epoch's figures; one line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Training throughput (forward + backward + update), windows per second.
+    pub train_samples_per_s: f64,
+    /// Wall time of the epoch including validation and checkpointing.
+    pub seconds: f64,
+    /// Whether this epoch set a new best validation loss.
+    pub best: bool,
+}
+
+/// What a call to [`fit`] did.
+#[derive(Debug, Clone)]
+pub struct FitReport {
+    /// The epochs this call ran.
+    pub history: Vec<EpochMetrics>,
+    /// Last finished epoch of the run (including epochs of earlier calls).
+    pub last_epoch: usize,
+    pub best_epoch: usize,
+    pub best_val_loss: f64,
+    pub stopped_early: bool,
+}
+
+/// How [`fit`] runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FitOptions {
+    /// Continue the run in `run_dir` from its last checkpoint.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+const CONFIG_FILE: &str = "config.json";
+const SPLIT_FILE: &str = "split.json";
+const METRICS_FILE: &str = "metrics.jsonl";
+const BEST_FILE: &str = "best.bpk";
+const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// Trains `config` into `run_dir` (see the module documentation for what it writes), calling
+/// `on_epoch` after each finished epoch.
+///
+/// A fresh run refuses a folder that already holds one; with `options.resume` the run continues
+/// from its last checkpoint up to `config.epochs`, and every other hyper-parameter must equal
+/// the run's `config.json`.
+pub fn fit(
+    config: &TrainConfig,
+    run_dir: &Path,
+    options: FitOptions,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<FitReport, TrainError> {
+    config.check()?;
+    let ckpt_dir = run_dir.join(CHECKPOINT_DIR);
+    let state_path = ckpt_dir.join("state.json");
+    let run_err = |problem: String| TrainError::Run {
+        dir: run_dir.to_path_buf(),
+        problem,
+    };
+
+    let saved = if options.resume {
+        if !state_path.exists() {
+            return Err(run_err(
+                "has no checkpoint/state.json to resume from; start a fresh run without --resume"
+                    .into(),
+            ));
+        }
+        let record: RunRecord = read_json(&run_dir.join(CONFIG_FILE))?;
+        if record.train.resumable_part() != config.resumable_part() {
+            return Err(run_err(format!(
+                "config.json differs from the resumed run's settings beyond epochs and \
+                 patience (saved: {:?})",
+                record.train
+            )));
+        }
+        let state: CheckpointState = read_json(&state_path)?;
+        Some((record, state))
+    } else {
+        if state_path.exists() {
+            return Err(run_err(
+                "already holds a run (checkpoint/state.json); pass --resume to continue it or \
+                 choose another output folder"
+                    .into(),
+            ));
+        }
+        None
+    };
+    std::fs::create_dir_all(&ckpt_dir).map_err(TrainError::io(&ckpt_dir))?;
+
+    let data = prepare(&config.data, config.prep)?;
+    let split_path = run_dir.join(SPLIT_FILE);
+    let split = match &saved {
+        Some((record, _)) => {
+            if record.dataset.manifest_digest != data.manifest_digest {
+                return Err(run_err(format!(
+                    "was trained on the dataset with manifest digest {} but {} now has {}",
+                    record.dataset.manifest_digest,
+                    config.data.display(),
+                    data.manifest_digest
+                )));
+            }
+            let split = Split::load(&split_path)?;
+            split.check_fits(&data, run_dir)?;
+            split
+        }
+        None => {
+            let split = Split::stratified(&data, config.split, config.seed)?;
+            split.save(&split_path)?;
+            split
+        }
+    };
+
+    let spec = ModelSpec {
+        num_classes: data.num_classes(),
+        rows: data.rows,
+        window_len: data.len,
+        dropout: config.dropout,
+        width: config.width,
+    };
+    let device = Device::flex().autodiff();
+    device.seed(config.seed);
+    let mut model = models::build(&config.arch, &spec, &device)?;
+    let mut optim: ModuleOptimizer = if config.weight_decay > 0.0 {
+        AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .init()
+    } else {
+        AdamConfig::new().init()
+    };
+    let metrics_path = run_dir.join(METRICS_FILE);
+    let mut state = match saved {
+        Some((_, state)) => {
+            let model_path = ckpt_dir.join("model.bpk");
+            model = model
+                .try_load_file(&model_path)
+                .map_err(|e| TrainError::Record {
+                    path: model_path,
+                    message: e.to_string(),
+                })?;
+            let optim_path = ckpt_dir.join("optim.bpk");
+            optim = optim.load(&optim_path).map_err(|e| TrainError::Record {
+                path: optim_path,
+                message: e.to_string(),
+            })?;
+            keep_metrics_up_to(&metrics_path, state.epoch)?;
+            state
+        }
+        None => {
+            write_json(
+                &run_dir.join(CONFIG_FILE),
+                &RunRecord {
+                    specwatch_version: env!("CARGO_PKG_VERSION").to_string(),
+                    train: config.clone(),
+                    model: spec,
+                    dataset: DatasetRecord {
+                        dir: config.data.clone(),
+                        manifest_digest: data.manifest_digest.clone(),
+                        classes: data.manifest.classes.clone(),
+                        channels: data.manifest.channels,
+                        window_len: data.manifest.window_len,
+                        windows: data.len(),
+                    },
+                },
+            )?;
+            std::fs::write(&metrics_path, "").map_err(TrainError::io(&metrics_path))?;
+            CheckpointState {
+                epoch: 0,
+                step: 0,
+                best_val_loss: f64::INFINITY,
+                best_epoch: 0,
+                epochs_since_best: 0,
+                stopped_early: false,
+            }
+        }
+    };
+
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let steps_per_epoch = split.train.len().div_ceil(config.batch_size) as u64;
+    let total_steps = steps_per_epoch * config.epochs as u64;
+    let mut history = Vec::new();
+
+    while !state.stopped_early && state.epoch < config.epochs {
+        let epoch = state.epoch + 1;
+        let started = Instant::now();
+        let bar = progress_bar(options.progress, steps_per_epoch, epoch, config.epochs);
+
+        let mut order = split.train.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        rng.set_stream(epoch as u64);
+        order.shuffle(&mut rng);
+        device.seed(
+            config
+                .seed
+                .wrapping_add(epoch as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = config.lr;
+        for indices in order.chunks(config.batch_size) {
+            let batch = data.batch(indices, &device);
+            let logits = model.forward(batch.inputs); // [B, num_classes]
+            let loss = loss_fn.forward(logits.clone(), batch.targets.clone()); // [1]
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            lr = config.lr_at(state.step, total_steps);
+            model = optim.step(lr, model, grads);
+            state.step += 1;
+
+            let batch_loss: f32 = loss.into_scalar();
+            let hits: i64 = logits
+                .argmax(1)
+                .flatten::<1>(0, 1)
+                .equal(batch.targets)
+                .int()
+                .sum()
+                .into_scalar();
+            loss_sum += f64::from(batch_loss) * indices.len() as f64;
+            correct += hits as usize;
+            seen += indices.len();
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.1}%",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64
+            ));
+        }
+        let train_secs = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+
+        let (val_loss, val_acc) = evaluate(
+            &model.valid(),
+            &data,
+            &split.val,
+            config.batch_size.max(256),
+        );
+        let best = val_loss < state.best_val_loss;
+        if best {
+            state.best_val_loss = val_loss;
+            state.best_epoch = epoch;
+            state.epochs_since_best = 0;
+            save_model(&model.valid(), &run_dir.join(BEST_FILE))?;
+        } else {
+            state.epochs_since_best += 1;
+            state.stopped_early = state.epochs_since_best >= config.patience;
+        }
+        state.epoch = epoch;
+
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            train_acc: correct as f64 / seen as f64,
+            val_loss,
+            val_acc,
+            lr,
+            train_samples_per_s: seen as f64 / train_secs,
+            seconds: started.elapsed().as_secs_f64(),
+            best,
+        };
+        append_metrics(&metrics_path, &metrics)?;
+        save_model(&model, &ckpt_dir.join("model.bpk"))?;
+        let optim_path = ckpt_dir.join("optim.bpk");
+        optim.save(&optim_path).map_err(|e| TrainError::Record {
+            path: optim_path,
+            message: e.to_string(),
+        })?;
+        write_json(&state_path, &state)?;
+        on_epoch(&metrics);
+        history.push(metrics);
+    }
+
+    Ok(FitReport {
+        history,
+        last_epoch: state.epoch,
+        best_epoch: state.best_epoch,
+        best_val_loss: state.best_val_loss,
+        stopped_early: state.stopped_early,
+    })
+}
+
+/// Mean cross-entropy and accuracy of `model` over the windows `indices`, in batches of
+/// `batch_size` on the CPU (flex) device; `model` must be a validation copy ([`Module::valid`]).
+pub fn evaluate(model: &Model, data: &Prepared, indices: &[u32], batch_size: usize) -> (f64, f64) {
+    let device = Device::flex();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = data.batch(chunk, &device);
+        let logits = model.forward(batch.inputs); // [B, num_classes]
+        let loss: f32 = loss_fn
+            .forward(logits.clone(), batch.targets.clone())
+            .into_scalar();
+        let hits: i64 = logits
+            .argmax(1)
+            .flatten::<1>(0, 1)
+            .equal(batch.targets)
+            .int()
+            .sum()
+            .into_scalar();
+        loss_sum += f64::from(loss) * chunk.len() as f64;
+        correct += hits as usize;
+    }
+    let n = indices.len().max(1) as f64;
+    (loss_sum / n, correct as f64 / n)
+}
+
+/// Reads `metrics.jsonl` of a run.
+pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochMetrics>, TrainError> {
+    let path = run_dir.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|source| TrainError::Json {
+                path: path.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Drops metric lines of epochs after `last_epoch` (written by a run that stopped before its
+/// checkpoint), so a resumed run's `metrics.jsonl` holds each epoch once.
+fn keep_metrics_up_to(path: &Path, last_epoch: usize) -> Result<(), TrainError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let kept: Vec<EpochMetrics> = read_metrics(dir)?
+        .into_iter()
+        .filter(|m| m.epoch <= last_epoch)
+        .collect();
+    let mut text = String::new();
+    for m in &kept {
+        text += &serde_json::to_string(m).expect("metrics serialise");
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(TrainError::io(path))
+}
+
+fn append_metrics(path: &Path, metrics: &EpochMetrics) -> Result<(), TrainError> {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(TrainError::io(path))?;
+    let line = serde_json::to_string(metrics).expect("metrics serialise");
+    writeln!(file, "{line}").map_err(TrainError::io(path))
+}
+
+fn save_model(model: &Model, path: &Path) -> Result<(), TrainError> {
+    model
+        .clone()
+        .save_file(path)
+        .map_err(|e| TrainError::Record {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+fn progress_bar(show: bool, steps: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "epoch {epoch}/{epochs} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} batches \
+             {{msg}} (eta {{eta}})"
+        ))
+        .expect("valid progress template"),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_schedule_runs_from_lr_to_min_lr() {
+        let mut c = TrainConfig::new("vtcnn2", Path::new("d"));
+        c.lr = 1e-3;
+        c.min_lr = 1e-5;
+        assert!((c.lr_at(0, 100) - 1e-3).abs() < 1e-15);
+        assert!((c.lr_at(50, 100) - (1e-5 + 0.5 * (1e-3 - 1e-5))).abs() < 1e-12);
+        assert!((c.lr_at(100, 100) - 1e-5).abs() < 1e-15);
+        assert!(c.lr_at(30, 100) > c.lr_at(31, 100));
+    }
+
+    #[test]
+    fn bad_hyper_parameters_are_named() {
+        let mut c = TrainConfig::new("vtcnn2", Path::new("d"));
+        c.batch_size = 0;
+        assert!(c.check().unwrap_err().to_string().contains("'batch' is 0"));
+        let mut c = TrainConfig::new("vtcnn2", Path::new("d"));
+        c.lr = 2.0;
+        assert!(c.check().unwrap_err().to_string().contains("'lr' is 2"));
+    }
+}

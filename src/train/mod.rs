@@ -1,0 +1,97 @@
+//! Native training of the station's models with burn (pure-Rust `flex` CPU backend + autodiff).
+//!
+//! - [`data`]: a dataset folder → model input through the one `dsp` preprocessing path
+//!   (normalisation, representation), a split stratified by class and SNR (`split.json`), and
+//!   batches as burn tensors `[B, 2C, L]`.
+//! - [`models`]: the architectures, one file each, and the registry [`models::build`].
+//! - [`fit`]: the training loop — Adam(W) with a cosine schedule, cross-entropy, validation each
+//!   epoch, early stopping, checkpoints and `--resume`, and the run folder it writes.
+//!
+//! ```text
+//! dataset folder ──▶ data::prepare ──▶ Split::stratified ──▶ fit ──▶ RUN_DIR/{config.json,
+//!                    (dsp normalise + repr)                         metrics.jsonl, split.json,
+//!                                                                   best.bpk, checkpoint/}
+//! ```
+
+pub mod data;
+pub mod fit;
+pub mod models;
+
+use std::path::PathBuf;
+
+use crate::dsp::DspError;
+use crate::iq::dataset::DatasetError;
+
+/// What can go wrong while preparing data or training. Messages name the file or the parameter
+/// and say what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("preprocessing: {0}")]
+    Dsp(#[from] DspError),
+    /// A hyper-parameter or option with a value training cannot use.
+    #[error("'{name}' {problem}")]
+    Param { name: &'static str, problem: String },
+    /// An architecture name the registry does not know.
+    #[error("unknown architecture '{name}'; known: {known}")]
+    UnknownArch { name: String, known: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: malformed JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A burn record (weights or optimizer state) that could not be written or read.
+    #[error("{path}: {message}")]
+    Record { path: PathBuf, message: String },
+    /// A run folder whose contents do not fit what was asked of it.
+    #[error("run folder {dir}: {problem}")]
+    Run { dir: PathBuf, problem: String },
+}
+
+impl TrainError {
+    pub(crate) fn param(name: &'static str, problem: impl Into<String>) -> Self {
+        TrainError::Param {
+            name,
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` (through a temporary file and a rename, so a reader
+/// never sees half a file).
+pub(crate) fn write_json<T: serde::Serialize>(
+    path: &std::path::Path,
+    value: &T,
+) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| TrainError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n").map_err(TrainError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+}
+
+/// Reads JSON from `path`.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+    serde_json::from_str(&text).map_err(|source| TrainError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,128 @@
+//! VT-CNN2, the convolutional modulation classifier of O'Shea, Corgan and Clancy,
+//! "Convolutional Radio Modulation Recognition Networks" (2016).
+//!
+//! Two convolutions over the `[2, L]` I/Q "image", then two dense layers:
+//! Conv2d 256 × (1, 3) pad (0, 2) + ReLU + dropout → Conv2d 80 × (2, 3) pad (0, 2) + ReLU +
+//! dropout → flatten → Dense 256 + ReLU + dropout → Dense `num_classes` (logits).
+//!
+//! For inputs with more rows (`2C` for `C` channels) the second kernel spans all rows, so it
+//! still collapses the height to 1. `width` scales the filter and unit counts (1 = the paper).
+//!
+//! # Shapes
+//! - input: `[batch, rows, len]` (the planar `[2C, L]` block of `dsp::repr`), viewed as
+//!   `[batch, 1, rows, len]`
+//! - output: `[batch, num_classes]` logits
+//!
+//! Parameters keep burn's layouts (Conv2d weight `[out, in, kh, kw]`, Linear weight
+//! `[in, out]`), which `onnx::ops` takes as they are.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::tensor::{Device, Tensor};
+
+/// Configuration of [`VtCnn2`].
+#[derive(Config, Debug)]
+pub struct VtCnn2Config {
+    /// Output classes.
+    pub num_classes: usize,
+    /// Samples per row `L` (128 for RadioML 2016).
+    pub window_len: usize,
+    /// Input rows `2C` (2 for one channel of I/Q).
+    #[config(default = 2)]
+    pub rows: usize,
+    /// Dropout probability after each hidden layer (the paper: 0.5).
+    #[config(default = 0.5)]
+    pub dropout: f64,
+    /// Filters of the first convolution (the paper: 256).
+    #[config(default = 256)]
+    pub conv1_filters: usize,
+    /// Filters of the second convolution (the paper: 80).
+    #[config(default = 80)]
+    pub conv2_filters: usize,
+    /// Units of the hidden dense layer (the paper: 256).
+    #[config(default = 256)]
+    pub dense_units: usize,
+}
+
+/// VT-CNN2 (see the module documentation).
+#[derive(Module, Debug)]
+pub struct VtCnn2 {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    dense1: Linear,
+    dense2: Linear,
+    dropout: Dropout,
+    relu: Relu,
+}
+
+impl VtCnn2Config {
+    /// Width of the second convolution's output: `len + 4` (each convolution pads 2 each side
+    /// and its width-3 kernel takes 2 away).
+    pub fn conv_out_len(&self) -> usize {
+        self.window_len + 4
+    }
+
+    /// Builds the model with freshly initialised weights on `device`.
+    pub fn init(&self, device: &Device) -> VtCnn2 {
+        VtCnn2 {
+            conv1: Conv2dConfig::new([1, self.conv1_filters], [1, 3])
+                .with_padding(PaddingConfig2d::Explicit(0, 2, 0, 2))
+                .init(device),
+            conv2: Conv2dConfig::new([self.conv1_filters, self.conv2_filters], [self.rows, 3])
+                .with_padding(PaddingConfig2d::Explicit(0, 2, 0, 2))
+                .init(device),
+            dense1: LinearConfig::new(self.conv2_filters * self.conv_out_len(), self.dense_units)
+                .init(device),
+            dense2: LinearConfig::new(self.dense_units, self.num_classes).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            relu: Relu::new(),
+        }
+    }
+}
+
+impl VtCnn2 {
+    /// Logits for a batch of windows.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, rows, len]`
+    /// - returns: `[batch, num_classes]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let x: Tensor<4> = x.unsqueeze_dim(1); // [batch, 1, rows, len]
+        let x = self.conv1.forward(x); // [batch, conv1_filters, rows, len + 2]
+        let x = self.dropout.forward(self.relu.forward(x));
+        let x = self.conv2.forward(x); // [batch, conv2_filters, 1, len + 4]
+        let x = self.dropout.forward(self.relu.forward(x));
+        let x: Tensor<2> = x.flatten(1, 3); // [batch, conv2_filters · (len + 4)]
+        let x = self.dense1.forward(x); // [batch, dense_units]
+        let x = self.dropout.forward(self.relu.forward(x));
+        self.dense2.forward(x) // [batch, num_classes]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vtcnn2_maps_rml2016_windows_to_class_logits() {
+        let device = Device::flex();
+        let model = VtCnn2Config::new(11, 128).init(&device);
+        let y = model.forward(Tensor::zeros([3, 2, 128], &device));
+        assert_eq!(y.dims(), [3, 11]);
+    }
+
+    #[test]
+    fn vtcnn2_takes_multichannel_rows() {
+        let device = Device::flex();
+        let model = VtCnn2Config::new(4, 32)
+            .with_rows(8)
+            .with_conv1_filters(4)
+            .with_conv2_filters(3)
+            .with_dense_units(5)
+            .init(&device);
+        let y = model.forward(Tensor::zeros([2, 8, 32], &device));
+        assert_eq!(y.dims(), [2, 4]);
+    }
+}

@@ -1,0 +1,212 @@
+//! Training end to end on a tiny, easy dataset: the loss falls, validation accuracy is far above
+//! chance, the run folder holds its files, `--resume` continues the epoch count, and a dataset
+//! folder without a manifest is refused with a clear message.
+
+use std::path::Path;
+use std::process::Command;
+
+use specwatch::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
+use specwatch::synth::RecipeOptions;
+use specwatch::synth::recipe::Recipe;
+use specwatch::synth::window_rng;
+use specwatch::train::data::Split;
+use specwatch::train::fit::{FitOptions, TrainConfig, fit, read_metrics};
+
+use crate::common;
+
+/// The two classes: digital modulations whose constellations differ plainly at high SNR.
+const CLASSES: [&str; 2] = ["BPSK", "QAM16"];
+const SNRS_DB: [f32; 3] = [10.0, 14.0, 18.0];
+/// Windows per (class, SNR).
+const PER_CELL: usize = 80;
+/// Validation accuracy the tiny model must reach (chance is 0.5).
+const MIN_VAL_ACC: f64 = 0.8;
+
+/// Writes a 2-class rml2016a-channel dataset laid out round-robin over class and SNR.
+fn write_two_class_dataset(dir: &Path) -> Manifest {
+    let recipe = Recipe::by_name("rml2016a", &RecipeOptions::default(), 7).unwrap();
+    let class_idx: Vec<usize> = CLASSES
+        .iter()
+        .map(|c| recipe.classes.iter().position(|r| r == c).unwrap())
+        .collect();
+    let total = CLASSES.len() * SNRS_DB.len() * PER_CELL;
+    let mut w =
+        DatasetWriter::create(dir, total, 1, recipe.window_len, CLASSES.len(), false).unwrap();
+    for i in 0..total {
+        let class = i % CLASSES.len();
+        let snr = SNRS_DB[(i / CLASSES.len()) % SNRS_DB.len()];
+        let win = recipe.generate(&mut window_rng(11, i as u64), class_idx[class], snr);
+        w.push(&win.iq, class, win.snr_db, None).unwrap();
+    }
+    w.finish(Manifest {
+        format: String::new(),
+        source: DatasetSource::Synth {
+            recipe: "rml2016a (BPSK, QAM16 subset)".into(),
+            params: serde_json::json!({ "snr_db": SNRS_DB, "per_cell": PER_CELL }),
+        },
+        seed: Some(11),
+        generator_version: "tests/it/train.rs".into(),
+        classes: CLASSES.iter().map(|c| c.to_string()).collect(),
+        window_len: recipe.window_len,
+        channels: 1,
+        sample_rate_hz: Some(recipe.sample_rate_hz),
+        snr_grid_db: SNRS_DB.to_vec(),
+        snr_definition: recipe.snr_definition(),
+        count: 0,
+        counts_per_class: Default::default(),
+        has_angles: false,
+        array: None,
+        notes: vec![],
+    })
+    .unwrap()
+}
+
+/// A reduced-width VT-CNN2 (32/10 filters, 32 dense units) that trains in seconds.
+fn small_config(data: &Path, epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::new("vtcnn2", data);
+    c.epochs = epochs;
+    c.batch_size = 32;
+    c.lr = 3e-3;
+    c.width = 0.125;
+    c.dropout = 0.2;
+    c.patience = 10;
+    c.seed = 3;
+    c
+}
+
+#[test]
+fn vtcnn2_learns_two_easy_classes_writes_its_run_and_resumes() {
+    let tmp = common::scratch();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    let run = tmp.path().join("run");
+
+    let mut seen = Vec::new();
+    let report = fit(
+        &small_config(&data, 3),
+        &run,
+        FitOptions::default(),
+        &mut |m| seen.push(m.epoch),
+    )
+    .unwrap();
+    assert_eq!(seen, vec![1, 2, 3]);
+    let h = &report.history;
+    for m in h {
+        eprintln!(
+            "epoch {}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | {:.0} samples/s",
+            m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.train_samples_per_s
+        );
+        assert!(m.train_samples_per_s > 0.0);
+    }
+    assert!(
+        h[2].train_loss < h[0].train_loss,
+        "training loss did not fall: {h:?}"
+    );
+    let best_acc = h.iter().map(|m| m.val_acc).fold(0.0, f64::max);
+    assert!(
+        best_acc >= MIN_VAL_ACC,
+        "validation accuracy {best_acc} is below {MIN_VAL_ACC} (chance 0.5)"
+    );
+
+    for file in [
+        "config.json",
+        "split.json",
+        "metrics.jsonl",
+        "best.bpk",
+        "checkpoint/model.bpk",
+        "checkpoint/optim.bpk",
+        "checkpoint/state.json",
+    ] {
+        assert!(run.join(file).is_file(), "run folder lacks {file}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["dataset"]["manifest_digest"].as_str().unwrap(),
+        Manifest::digest_of_file(&data).unwrap()
+    );
+    assert_eq!(config["train"]["batch_size"], 32);
+
+    // The split is disjoint, complete, and stratified: each (class, SNR) cell of 80 windows
+    // gives 12 to validation and 12 to test.
+    let split = Split::load(&run.join("split.json")).unwrap();
+    let mut all: Vec<u32> = [&split.train, &split.val, &split.test]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..480).collect::<Vec<u32>>());
+    assert_eq!(split.val.len(), 6 * 12);
+    assert_eq!(split.test.len(), 6 * 12);
+
+    // Resume through the CLI: the epoch count continues from the checkpoint.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--out", run.to_str().unwrap(), "--resume"])
+        .args(["--epochs", "5", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "resume failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("epoch   4:"), "{stdout}");
+    assert!(!stdout.contains("epoch   1:"), "{stdout}");
+    let epochs: Vec<usize> = read_metrics(&run)
+        .unwrap()
+        .iter()
+        .map(|m| m.epoch)
+        .collect();
+    assert_eq!(epochs, vec![1, 2, 3, 4, 5]);
+
+    // A fresh run into the same folder is refused rather than overwriting it.
+    let err = fit(
+        &small_config(&data, 1),
+        &run,
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("already holds a run"), "{err}");
+}
+
+#[test]
+fn training_refuses_a_dataset_folder_without_manifest() {
+    let tmp = common::scratch();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    std::fs::remove_file(data.join("manifest.json")).unwrap();
+    let out = Command::new(common::bin("specwatch-train"))
+        .args([
+            "train",
+            "--arch",
+            "vtcnn2",
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .args(["--out", tmp.path().join("run").to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no manifest.json"), "{err}");
+    assert!(err.contains(data.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn training_refuses_an_unknown_architecture() {
+    let tmp = common::scratch();
+    let err = fit(
+        &TrainConfig::new("resnet9000", tmp.path()),
+        &tmp.path().join("run"),
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown architecture 'resnet9000'"), "{err}");
+    assert!(err.contains("vtcnn2"), "{err}");
+}
