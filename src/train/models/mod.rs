@@ -3,6 +3,7 @@
 //! Adding an architecture: a file here with its `#[derive(Module)]` struct and `*Config`, a
 //! variant of [`Model`], and one line in [`ARCHITECTURES`] / [`build`].
 
+pub mod resnet1d;
 pub mod vtcnn2;
 
 use burn::module::Module;
@@ -10,10 +11,11 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
+use resnet1d::{ResNet1d, ResNet1dConfig};
 use vtcnn2::{VtCnn2, VtCnn2Config};
 
 /// Architecture names [`build`] knows.
-pub const ARCHITECTURES: &[&str] = &["vtcnn2"];
+pub const ARCHITECTURES: &[&str] = &["vtcnn2", "resnet1d"];
 
 /// What every architecture is built from: the data's shape, the classes and the
 /// regularisation, plus a width multiplier for small test models.
@@ -34,6 +36,7 @@ pub struct ModelSpec {
 #[derive(Module, Debug)]
 pub enum Model {
     VtCnn2(VtCnn2),
+    ResNet1d(ResNet1d),
 }
 
 impl Model {
@@ -45,6 +48,7 @@ impl Model {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
         match self {
             Model::VtCnn2(m) => m.forward(x),
+            Model::ResNet1d(m) => m.forward(x),
         }
     }
 }
@@ -74,6 +78,28 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
                 .with_dense_units(scaled(256))
                 .init(device),
         )),
+        "resnet1d" => {
+            // Long windows (RadioML 2018's 1024 samples) get a stride-2 stem and two more
+            // stages, so the last stage still sees about 16 time steps.
+            let mut defaults = ResNet1dConfig::new(spec.num_classes);
+            if spec.window_len >= 512 {
+                defaults = defaults
+                    .with_stem_stride(2)
+                    .with_stage_channels(vec![32, 48, 64, 64, 96, 128]);
+            }
+            Ok(Model::ResNet1d(
+                defaults
+                    .clone()
+                    .with_rows(spec.rows)
+                    .with_dropout(spec.dropout)
+                    .with_stem_channels(scaled(defaults.stem_channels))
+                    .with_stem_stride(defaults.stem_stride)
+                    .with_stage_channels(
+                        defaults.stage_channels.iter().map(|&c| scaled(c)).collect(),
+                    )
+                    .init(device),
+            ))
+        }
         _ => Err(TrainError::UnknownArch {
             name: arch.to_string(),
             known: ARCHITECTURES.join(", "),
