@@ -24,7 +24,10 @@
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
 //! ```
 
+pub mod config;
+pub mod daemon;
 pub mod dsp;
+pub mod flowgraph;
 pub mod infer;
 pub mod iq;
 pub mod onnx;
