@@ -14,6 +14,11 @@
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
+//! - [`store`]: the detection store — SQLite (WAL), a non-blocking writer with batching, merging
+//!   and retention, filtered and paginated queries, a feed of committed detections.
+//! - [`api`]: the daemon's HTTP API (axum) — `/detections`, `/detections/stream`, `/metrics`,
+//!   `/healthz`, `/readyz`, `/status`.
+//! - [`telemetry`]: Prometheus metrics, log set-up, the status board.
 //!
 //! # Data flow
 //! ```text
@@ -22,10 +27,15 @@
 //! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ infer::Model
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
+//! detections ──▶ store::DetectionWriter ──▶ SQLite ──▶ api (/detections, /detections/stream)
+//! every part ──▶ telemetry::Metrics ──▶ api (/metrics)
 //! ```
 
+pub mod api;
 pub mod dsp;
 pub mod infer;
 pub mod iq;
 pub mod onnx;
+pub mod store;
 pub mod synth;
+pub mod telemetry;
