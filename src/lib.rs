@@ -14,6 +14,16 @@
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
+//! - [`store`]: the detection store — SQLite (WAL), a non-blocking writer with batching, merging
+//!   and retention, filtered and paginated queries, a feed of committed detections.
+//! - [`api`]: the daemon's HTTP API (axum) — `/detections`, `/detections/stream`, `/metrics`,
+//!   `/healthz`, `/readyz`, `/status`.
+//! - [`telemetry`]: Prometheus metrics, log set-up, the status board.
+//! - [`config`]: the station config (TOML) — sources, models, gate, store, API, runtime —
+//!   validated with errors that name the key.
+//! - [`flowgraph`]: the FutureSDR blocks (sources, framer, gate, inference, sink) and the
+//!   [`flowgraph::Station`] built from a config.
+//! - [`daemon`]: what the `specwatch` commands do — `run`, `check`, `replay`, `devices`.
 //!
 //! # Data flow
 //! ```text
@@ -22,8 +32,12 @@
 //! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ infer::Model
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
+//! config ──▶ flowgraph::Station: source ──▶ framer ──▶ gate ──▶ inference (workers) ──▶ sink
+//! detections ──▶ store::DetectionWriter ──▶ SQLite ──▶ api (/detections, /detections/stream)
+//! every part ──▶ telemetry::Metrics ──▶ api (/metrics)
 //! ```
 
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod dsp;
@@ -31,4 +45,6 @@ pub mod flowgraph;
 pub mod infer;
 pub mod iq;
 pub mod onnx;
+pub mod store;
 pub mod synth;
+pub mod telemetry;
