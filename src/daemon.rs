@@ -106,8 +106,8 @@ impl std::fmt::Display for CheckReport {
 /// the models against their cards and sources, the store opened writable.
 pub fn check(config_path: &Path) -> anyhow::Result<CheckReport> {
     let config = Config::load(config_path)?;
-    let station = Station::prepare(&config)
-        .with_context(|| format!("config {}", config_path.display()))?;
+    let station =
+        Station::prepare(&config).with_context(|| format!("config {}", config_path.display()))?;
     let store = open_store(&config.store, Metrics::new())
         .with_context(|| format!("config {}", config_path.display()))?;
     if !store.is_writable() {
@@ -146,8 +146,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     );
     let metrics = Metrics::new();
     let status = StatusBoard::new();
-    let station = Station::prepare(&config)
-        .with_context(|| format!("config {}", config_path.display()))?;
+    let station =
+        Station::prepare(&config).with_context(|| format!("config {}", config_path.display()))?;
     status.set_models(
         station
             .models()
@@ -445,7 +445,11 @@ pub fn write_replay(
     writeln!(
         out,
         "{} detections from {} samples in {:.3} s ({:.2} MS/s); classes {}",
-        s["detections"], s["samples"], s["seconds"].as_f64().unwrap_or(0.0), s["msps"].as_f64().unwrap_or(0.0), s["classes"]
+        s["detections"],
+        s["samples"],
+        s["seconds"].as_f64().unwrap_or(0.0),
+        s["msps"].as_f64().unwrap_or(0.0),
+        s["classes"]
     )
 }
 

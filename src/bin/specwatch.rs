@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "specwatch", version, about = "Spectrum-monitoring station: classify and locate signals live or in recordings")]
+#[command(
+    name = "specwatch",
+    version,
+    about = "Spectrum-monitoring station: classify and locate signals live or in recordings"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

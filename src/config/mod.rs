@@ -193,9 +193,12 @@ impl Default for ApiConfig {
 impl ApiConfig {
     /// The listen address, parsed (checked by [`Config::load`]).
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.listen
-            .parse()
-            .map_err(|_| format!("expected an address and port such as {DEFAULT_LISTEN}, got '{}'", self.listen))
+        self.listen.parse().map_err(|_| {
+            format!(
+                "expected an address and port such as {DEFAULT_LISTEN}, got '{}'",
+                self.listen
+            )
+        })
     }
 }
 
@@ -284,7 +287,10 @@ impl Default for StoreSection {
 impl StoreSection {
     /// The retention age, parsed (checked by [`Config::load`]).
     pub fn retention_age(&self) -> Result<Option<Duration>, String> {
-        self.retention_max_age.as_deref().map(parse_duration).transpose()
+        self.retention_max_age
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
     }
 
     fn check(&self, p: &mut Problems) {
@@ -311,7 +317,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let expected = || {
-        format!("expected a duration such as \"30d\", \"12h\", \"90m\" or \"3600s\", got \"{text}\"")
+        format!(
+            "expected a duration such as \"30d\", \"12h\", \"90m\" or \"3600s\", got \"{text}\""
+        )
     };
     let n: u64 = num.parse().map_err(|_| expected())?;
     let seconds = match unit.trim() {
@@ -387,7 +395,10 @@ impl GateConfig {
         match self.kind {
             GateKind::PassAll => {
                 if self.threshold_db.is_some() {
-                    p.push(format!("{key}.threshold_db"), "not taken by gate kind 'pass_all'");
+                    p.push(
+                        format!("{key}.threshold_db"),
+                        "not taken by gate kind 'pass_all'",
+                    );
                 }
             }
             GateKind::Snr => {
@@ -404,10 +415,7 @@ impl GateConfig {
         if self.kind != GateKind::Energy {
             for (name, set) in energy_only {
                 if set {
-                    p.push(
-                        format!("{key}.{name}"),
-                        "taken only by gate kind 'energy'",
-                    );
+                    p.push(format!("{key}.{name}"), "taken only by gate kind 'energy'");
                 }
             }
         }
@@ -480,7 +488,9 @@ pub struct ModelConfig {
     pub card: PathBuf,
     /// The source (by name) whose samples it classifies.
     pub source: String,
-    /// Source channels that make one window, in order; default `0..card.channels`.
+    /// Source channels that make one window, in order; default `0..card.channels`. The model
+    /// takes the first `card.channels` of them; more are allowed with `doa` (direction finding
+    /// over all of them, e.g. a 1-channel classifier on a 4-element array).
     pub channels: Option<Vec<u32>>,
     /// Window length in samples; must equal the card's `window_len` when given (default: the
     /// card's).
@@ -543,7 +553,10 @@ impl ModelConfig {
 
     fn check(&self, key: &str, sources: &[SourceConfig], p: &mut Problems) {
         if self.card.as_os_str().is_empty() {
-            p.push(format!("{key}.card"), "expected the path of a model card, got an empty string");
+            p.push(
+                format!("{key}.card"),
+                "expected the path of a model card, got an empty string",
+            );
         }
         match sources.iter().find(|s| s.name == self.source) {
             None => {
@@ -580,12 +593,18 @@ impl ModelConfig {
         }
         if let Some(chans) = &self.channels {
             if chans.is_empty() {
-                p.push(format!("{key}.channels"), "expected at least one channel, got []");
+                p.push(
+                    format!("{key}.channels"),
+                    "expected at least one channel, got []",
+                );
             }
             let mut seen = std::collections::BTreeSet::new();
             for c in chans {
                 if !seen.insert(c) {
-                    p.push(format!("{key}.channels"), format!("channel {c} is listed twice"));
+                    p.push(
+                        format!("{key}.channels"),
+                        format!("channel {c} is listed twice"),
+                    );
                 }
             }
         }
@@ -605,12 +624,18 @@ impl ModelConfig {
         p.at_least_one(&format!("{key}.queue_capacity"), self.queue_capacity);
         p.at_least_one(&format!("{key}.workers"), self.workers);
         if self.workers > 64 {
-            p.push(format!("{key}.workers"), format!("expected at most 64, got {}", self.workers));
+            p.push(
+                format!("{key}.workers"),
+                format!("expected at most 64, got {}", self.workers),
+            );
         }
         if !(0.0..=1.0).contains(&self.min_confidence) {
             p.push(
                 format!("{key}.min_confidence"),
-                format!("expected a probability in [0, 1], got {}", self.min_confidence),
+                format!(
+                    "expected a probability in [0, 1], got {}",
+                    self.min_confidence
+                ),
             );
         }
         if let Some(g) = &self.gate {
@@ -618,7 +643,10 @@ impl ModelConfig {
         }
         if let Some(d) = &self.doa {
             let k = format!("{key}.doa");
-            let elements = d.elements.or(self.channels.as_ref().map(Vec::len)).unwrap_or(2);
+            let elements = d
+                .elements
+                .or(self.channels.as_ref().map(Vec::len))
+                .unwrap_or(2);
             match ArrayGeometry::from_kind(&d.array, elements, d.spacing_wavelengths) {
                 Err(e) => p.push(k, e.to_string()),
                 Ok(geometry) => {
@@ -687,7 +715,11 @@ impl Config {
         let de = toml::Deserializer::parse(text).map_err(|e| vec![toml_problem(text, "", &e)])?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            vec![toml_problem(text, if path == "." { "" } else { &path }, e.inner())]
+            vec![toml_problem(
+                text,
+                if path == "." { "" } else { &path },
+                e.inner(),
+            )]
         })?;
         let mut p = Problems::default();
         let mut sources = Vec::with_capacity(raw.source.len());
@@ -727,7 +759,10 @@ impl Config {
         if self.runtime.cuda_device < 0 {
             p.push(
                 "runtime.cuda_device",
-                format!("expected a device ordinal ≥ 0, got {}", self.runtime.cuda_device),
+                format!(
+                    "expected a device ordinal ≥ 0, got {}",
+                    self.runtime.cuda_device
+                ),
             );
         }
         self.store.check(p);
@@ -785,7 +820,11 @@ mod tests {
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("3600s"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0h").is_err());
-        assert!(parse_duration("1w").expect_err("no weeks").contains("\"1w\""));
+        assert!(
+            parse_duration("1w")
+                .expect_err("no weeks")
+                .contains("\"1w\"")
+        );
         assert!(parse_duration("h").is_err());
     }
 }

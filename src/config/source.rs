@@ -193,7 +193,10 @@ impl Retry {
 
     fn check(&self, key: &str, p: &mut Problems) {
         if self.retry_backoff_ms == 0 {
-            p.push(format!("{key}.retry_backoff_ms"), "expected at least 1 ms, got 0");
+            p.push(
+                format!("{key}.retry_backoff_ms"),
+                "expected at least 1 ms, got 0",
+            );
         }
         if self.retry_backoff_max_ms < self.retry_backoff_ms {
             p.push(
@@ -322,12 +325,18 @@ const CLOCK_SOURCES: [&str; 3] = ["external", "internal", "gpsdo"];
 
 fn check_channels(key: &str, channels: &[u32], p: &mut Problems) {
     if channels.is_empty() {
-        p.push(format!("{key}.channels"), "expected at least one channel, got []");
+        p.push(
+            format!("{key}.channels"),
+            "expected at least one channel, got []",
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for c in channels {
         if !seen.insert(c) {
-            p.push(format!("{key}.channels"), format!("channel {c} is listed twice"));
+            p.push(
+                format!("{key}.channels"),
+                format!("channel {c} is listed twice"),
+            );
         }
     }
 }
@@ -362,7 +371,10 @@ impl SourceConfig {
         let name = match table.remove("name") {
             Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
             Some(toml::Value::String(_)) => {
-                p.push(format!("{key}.name"), "expected a name, got an empty string");
+                p.push(
+                    format!("{key}.name"),
+                    "expected a name, got an empty string",
+                );
                 None
             }
             Some(other) => {
@@ -373,7 +385,10 @@ impl SourceConfig {
                 None
             }
             None => {
-                p.push(format!("{key}.name"), "missing; every source needs a unique name");
+                p.push(
+                    format!("{key}.name"),
+                    "missing; every source needs a unique name",
+                );
                 None
             }
         };
@@ -387,7 +402,9 @@ impl SourceConfig {
                     other => {
                         p.push(
                             format!("{key}.kind"),
-                            format!("unknown source kind '{other}'; expected one of {SOURCE_KINDS:?}"),
+                            format!(
+                                "unknown source kind '{other}'; expected one of {SOURCE_KINDS:?}"
+                            ),
                         );
                         None
                     }
@@ -397,12 +414,18 @@ impl SourceConfig {
             Some(other) => {
                 p.push(
                     format!("{key}.kind"),
-                    format!("expected one of {SOURCE_KINDS:?}, got a {}", other.type_str()),
+                    format!(
+                        "expected one of {SOURCE_KINDS:?}, got a {}",
+                        other.type_str()
+                    ),
                 );
                 None
             }
             None => {
-                p.push(format!("{key}.kind"), format!("missing; expected one of {SOURCE_KINDS:?}"));
+                p.push(
+                    format!("{key}.kind"),
+                    format!("missing; expected one of {SOURCE_KINDS:?}"),
+                );
                 None
             }
         };
@@ -419,7 +442,10 @@ impl SourceConfig {
         match &self.kind {
             SourceKind::Replay(r) => {
                 if r.path.as_os_str().is_empty() {
-                    p.push(k("path"), "expected the path of a capture, got an empty string");
+                    p.push(
+                        k("path"),
+                        "expected the path of a capture, got an empty string",
+                    );
                 }
                 if let Some(f) = r.sample_rate_hz {
                     p.positive(&k("sample_rate_hz"), f);
@@ -493,12 +519,20 @@ impl SourceConfig {
                         );
                     }
                 }
-                for (field, v) in [("clock_source", &u.clock_source), ("time_source", &u.time_source)] {
+                for (field, v) in [
+                    ("clock_source", &u.clock_source),
+                    ("time_source", &u.time_source),
+                ] {
                     if !CLOCK_SOURCES.contains(&v.as_str()) {
-                        p.push(k(field), format!("expected one of {CLOCK_SOURCES:?}, got '{v}'"));
+                        p.push(
+                            k(field),
+                            format!("expected one of {CLOCK_SOURCES:?}, got '{v}'"),
+                        );
                     }
                 }
-                if !(u.start_delay_s.is_finite() && u.start_delay_s >= 0.0 && u.start_delay_s <= 60.0)
+                if !(u.start_delay_s.is_finite()
+                    && u.start_delay_s >= 0.0
+                    && u.start_delay_s <= 60.0)
                 {
                     p.push(
                         k("start_delay_s"),
@@ -529,7 +563,10 @@ mod tests {
         let ms: Vec<u128> = (1..=6).map(|a| r.backoff(a).as_millis()).collect();
         assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
         assert!(r.allows(3) && !r.allows(4));
-        assert!(Retry::default().allows(1_000_000), "0 retries means forever");
+        assert!(
+            Retry::default().allows(1_000_000),
+            "0 retries means forever"
+        );
     }
 
     #[test]

@@ -92,7 +92,10 @@ impl Inference {
         metrics: Arc<Metrics>,
         fault: Fault,
     ) -> Self {
-        assert!(!sessions.is_empty(), "an inference block needs a model session");
+        assert!(
+            !sessions.is_empty(),
+            "an inference block needs a model session"
+        );
         let model = sessions[0].card().name.clone();
         let (queue, queue_rx) = crossbeam_channel::bounded(settings.queue_capacity.max(1));
         let (results_tx, results) = crossbeam_channel::unbounded();
@@ -162,7 +165,9 @@ impl Inference {
                 }
                 WorkerMsg::Failed { windows, message } => {
                     self.in_flight = self.in_flight.saturating_sub(windows);
-                    return Err(self.fault.record(format!("model '{}': {message}", self.model)));
+                    return Err(self
+                        .fault
+                        .record(format!("model '{}': {message}", self.model)));
                 }
             }
         }

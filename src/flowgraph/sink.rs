@@ -6,8 +6,8 @@ use futuresdr::prelude::*;
 use futuresdr::runtime::dev::prelude::*;
 
 use super::{Classified, StreamInfo, time};
-pub use crate::store::DetectionSink;
 use crate::store::Detection;
+pub use crate::store::DetectionSink;
 use crate::telemetry::Metrics;
 
 /// Keeps every detection in memory (for `specwatch replay` and tests).
@@ -24,8 +24,11 @@ impl CollectingSink {
     pub fn take(&self) -> Vec<Detection> {
         let mut v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
         v.sort_by(|a, b| {
-            (a.model.as_str(), a.sample_start, a.channel)
-                .cmp(&(b.model.as_str(), b.sample_start, b.channel))
+            (a.model.as_str(), a.sample_start, a.channel).cmp(&(
+                b.model.as_str(),
+                b.sample_start,
+                b.channel,
+            ))
         });
         v
     }

@@ -18,7 +18,8 @@ const READ_SAMPLES: usize = 16_384;
 /// One streaming session: open, configure, activate, read until a stop or an error.
 fn session(config: &SoapyConfig, s: &mut Session<'_>) -> Result<(), String> {
     let args = config.args.as_str();
-    let device = Device::new(args).map_err(|e| format!("cannot open Soapy device '{args}': {e}"))?;
+    let device =
+        Device::new(args).map_err(|e| format!("cannot open Soapy device '{args}': {e}"))?;
     let channels: Vec<usize> = config.channels.iter().map(|&c| c as usize).collect();
     for &c in &channels {
         let ctx = |what: &str, e: soapysdr::Error| format!("channel {c}: cannot set {what}: {e}");
@@ -104,7 +105,12 @@ pub struct SoapySource {
 
 impl SoapySource {
     /// A source for `config`; the device is opened when the flowgraph starts.
-    pub fn new(config: SoapyConfig, info: Arc<StreamInfo>, metrics: Arc<Metrics>, fault: Fault) -> Self {
+    pub fn new(
+        config: SoapyConfig,
+        info: Arc<StreamInfo>,
+        metrics: Arc<Metrics>,
+        fault: Fault,
+    ) -> Self {
         Self {
             output: Default::default(),
             config,

@@ -16,8 +16,7 @@ use futuresdr::runtime::{Flowgraph, FlowgraphHandle, Runtime};
 use super::inference::InferenceSettings;
 use super::sink::ChainInfo;
 use super::{
-    DetectionSink, Fault, Framer, Gate, Inference, ReplaySource, Sink, StreamInfo,
-    SyntheticSource,
+    DetectionSink, Fault, Framer, Gate, Inference, ReplaySource, Sink, StreamInfo, SyntheticSource,
 };
 use crate::config::{Config, GateConfig, ModelConfig, SourceConfig, SourceKind};
 use crate::dsp::doa::DoaEstimator;
@@ -441,12 +440,8 @@ impl Station {
                 ));
                 let sink = fg.add(Sink::new(c.chain, target.clone(), metrics.clone()));
                 match &src_ref {
-                    SourceRef::Replay(b) => {
-                        fg.stream(b, |b| b.output(), &framer, |b| b.input())
-                    }
-                    SourceRef::Synthetic(b) => {
-                        fg.stream(b, |b| b.output(), &framer, |b| b.input())
-                    }
+                    SourceRef::Replay(b) => fg.stream(b, |b| b.output(), &framer, |b| b.input()),
+                    SourceRef::Synthetic(b) => fg.stream(b, |b| b.output(), &framer, |b| b.input()),
                     #[cfg(feature = "soapy")]
                     SourceRef::Soapy(b) => fg.stream(b, |b| b.output(), &framer, |b| b.input()),
                     #[cfg(feature = "uhd")]
@@ -473,6 +468,9 @@ impl Station {
         metrics: Arc<Metrics>,
     ) -> Result<RunningStation, StationError> {
         futuresdr::runtime::config::set("ctrlport_enable", false);
+        // FutureSDR installs its own log subscriber when the process has none (tests, library
+        // users); keep its default at info rather than debug. FUTURESDR_LOG still overrides it.
+        futuresdr::runtime::config::set("log_level", "info");
         let fault = Fault::default();
         let sources: Vec<String> = self.sources.iter().map(|s| s.info.name.clone()).collect();
         let models: Vec<String> = self.models.iter().map(|m| m.name.clone()).collect();
@@ -561,14 +559,23 @@ fn prepare_chain(
         .channels
         .clone()
         .unwrap_or_else(|| (0..card.channels as u32).collect());
-    if channels.len() != card.channels {
+    // The model takes the first `card.channels` of the window's channels; more are allowed
+    // only for direction finding.
+    let fits =
+        channels.len() == card.channels || (channels.len() > card.channels && m.doa.is_some());
+    if !fits {
         return Err(prepare_error(
             key("channels"),
             format!(
-                "{} channel(s) {channels:?} but the model card {} takes windows of {} channel(s)",
+                "{} channel(s) {channels:?} but the model card {} takes windows of {} channel(s){}",
                 channels.len(),
                 card_path.display(),
-                card.channels
+                card.channels,
+                if channels.len() > card.channels {
+                    " (more channels than the model takes are only useful with [model.doa])"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -628,8 +635,8 @@ fn prepare_chain(
                     ),
                 ));
             }
-            let estimator = DoaEstimator::new(geometry, d.grid())
-                .map_err(|e| prepare_error(key("doa"), e))?;
+            let estimator =
+                DoaEstimator::new(geometry, d.grid()).map_err(|e| prepare_error(key("doa"), e))?;
             Some((estimator, d.method))
         }
     };

@@ -110,7 +110,11 @@ impl SyntheticSource {
             let class = (rng.random::<f64>() < self.occupancy && !self.classes.is_empty())
                 .then(|| self.classes[rng.random_range(0..self.classes.len())]);
             let [lo, hi] = self.snr_db;
-            let snr = if hi > lo { rng.random_range(lo..=hi) } else { lo };
+            let snr = if hi > lo {
+                rng.random_range(lo..=hi)
+            } else {
+                lo
+            };
             self.burst = (class, snr);
             match class {
                 Some(c) => debug!(
@@ -128,7 +132,11 @@ impl SyntheticSource {
             (Some(class), snr) => {
                 let parts = self.recipe.generate_parts(&mut rng, class, snr);
                 let pn = mean_power(&parts.noise);
-                let scale = if pn > 0.0 { (1.0 / pn.sqrt()) as f32 } else { 1.0 };
+                let scale = if pn > 0.0 {
+                    (1.0 / pn.sqrt()) as f32
+                } else {
+                    1.0
+                };
                 parts
                     .signal
                     .iter()

@@ -51,8 +51,8 @@ pub fn parse_rfc3339_ns(text: &str) -> Result<i64, String> {
         }
         _ => return Err(format!("'{text}' has no time zone (Z or ±hh:mm)")),
     };
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-        - offset_s;
+    let secs =
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
     secs.checked_mul(1_000_000_000)
         .and_then(|s| s.checked_add(frac_ns))
         .ok_or_else(|| format!("'{text}' is out of range"))
@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Ok(0));
         let t = parse_rfc3339_ns("2024-05-01T12:00:00.250Z").expect("valid");
         // 2024-05-01 is day 19844 since the epoch.
-        assert_eq!(t, (19_844 * 86_400 + 12 * 3600) * 1_000_000_000 + 250_000_000);
+        assert_eq!(
+            t,
+            (19_844 * 86_400 + 12 * 3600) * 1_000_000_000 + 250_000_000
+        );
         assert_eq!(format_rfc3339(t), "2024-05-01T12:00:00.250000000Z");
         assert_eq!(
             parse_rfc3339_ns("2024-05-01T14:00:00.250+02:00"),

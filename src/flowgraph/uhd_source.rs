@@ -46,9 +46,18 @@ fn session(config: &UhdConfig, s: &mut Session<'_>) -> Result<(), String> {
     }
     for m in 0..boards {
         usrp.set_clock_source(&config.clock_source, m)
-            .map_err(|e| uhd_error(&format!("motherboard {m}: clock source '{}'", config.clock_source), e))?;
-        usrp.set_time_source(&config.time_source, m)
-            .map_err(|e| uhd_error(&format!("motherboard {m}: time source '{}'", config.time_source), e))?;
+            .map_err(|e| {
+                uhd_error(
+                    &format!("motherboard {m}: clock source '{}'", config.clock_source),
+                    e,
+                )
+            })?;
+        usrp.set_time_source(&config.time_source, m).map_err(|e| {
+            uhd_error(
+                &format!("motherboard {m}: time source '{}'", config.time_source),
+                e,
+            )
+        })?;
     }
     let available = usrp
         .get_num_rx_channels()
@@ -61,9 +70,19 @@ fn session(config: &UhdConfig, s: &mut Session<'_>) -> Result<(), String> {
     }
     for &c in &channels {
         usrp.set_rx_sample_rate(config.sample_rate_hz, c)
-            .map_err(|e| uhd_error(&format!("channel {c}: sample rate {}", config.sample_rate_hz), e))?;
+            .map_err(|e| {
+                uhd_error(
+                    &format!("channel {c}: sample rate {}", config.sample_rate_hz),
+                    e,
+                )
+            })?;
         usrp.set_rx_frequency(&TuneRequest::with_frequency(config.center_freq_hz), c)
-            .map_err(|e| uhd_error(&format!("channel {c}: frequency {}", config.center_freq_hz), e))?;
+            .map_err(|e| {
+                uhd_error(
+                    &format!("channel {c}: frequency {}", config.center_freq_hz),
+                    e,
+                )
+            })?;
         usrp.set_rx_gain(config.gain_db, c, "")
             .map_err(|e| uhd_error(&format!("channel {c}: gain {}", config.gain_db), e))?;
         if let Some(a) = &config.antenna {
@@ -91,9 +110,12 @@ fn session(config: &UhdConfig, s: &mut Session<'_>) -> Result<(), String> {
         .wire_format("sc16".to_string())
         .channels(channels.clone())
         .build();
-    let mut streamer = usrp
-        .get_rx_stream(&stream_args)
-        .map_err(|e| uhd_error(&format!("cannot open a receive stream on channels {channels:?}"), e))?;
+    let mut streamer = usrp.get_rx_stream(&stream_args).map_err(|e| {
+        uhd_error(
+            &format!("cannot open a receive stream on channels {channels:?}"),
+            e,
+        )
+    })?;
     streamer
         .send_command(&StreamCommand {
             command_type: StreamCommandType::StartContinuous,
@@ -177,7 +199,12 @@ pub struct UhdSource {
 
 impl UhdSource {
     /// A source for `config`; the devices are opened when the flowgraph starts.
-    pub fn new(config: UhdConfig, info: Arc<StreamInfo>, metrics: Arc<Metrics>, fault: Fault) -> Self {
+    pub fn new(
+        config: UhdConfig,
+        info: Arc<StreamInfo>,
+        metrics: Arc<Metrics>,
+        fault: Fault,
+    ) -> Self {
         Self {
             output: Default::default(),
             config,

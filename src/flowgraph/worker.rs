@@ -77,7 +77,7 @@ impl Worker {
                         self.send(WorkerMsg::Dropped("shutdown"));
                         continue;
                     }
-                    if w.iq.len() != window_size {
+                    if w.iq.len() < window_size {
                         self.send(WorkerMsg::Failed {
                             windows: 1,
                             message: format!(
@@ -87,10 +87,13 @@ impl Worker {
                         });
                         continue;
                     }
+                    // Windows are channel-major, so the model's channels (the first ones) are
+                    // the window's first `window_size` samples; any further channels serve
+                    // direction finding only.
                     let iq = w.iq.clone();
                     // The size was checked and the batch is run whenever it fills, so this
                     // push cannot fail.
-                    let _ = batcher.push(&iq, w, Instant::now());
+                    let _ = batcher.push(&iq[..window_size], w, Instant::now());
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -125,10 +128,14 @@ impl Worker {
             return;
         }
         let channels = self.model.card().channels;
+        let model_samples = self.model.window_size();
         let snrs: Vec<f32> = batcher
             .tags()
             .iter()
-            .map(|w| w.snr_db.unwrap_or_else(|| window_snr_db(&w.iq, channels)))
+            .map(|w| {
+                w.snr_db
+                    .unwrap_or_else(|| window_snr_db(&w.iq[..model_samples], channels))
+            })
             .collect();
         let t0 = Instant::now();
         let Worker {
@@ -161,7 +168,7 @@ impl Worker {
                     let (mut azimuth_deg, mut elevation_deg) =
                         (out.azimuth_deg(i), out.elevation_deg(i));
                     if azimuth_deg.is_none()
-                        && channels > 1
+                        && w.iq.len() > model_samples / channels
                         && let Some(b) = bearing.as_ref()
                         && let Ok(est) = b.estimator.estimate_from_snapshots(b.method, &w.iq, 1)
                         && let Some(first) = est.first()
