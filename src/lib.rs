@@ -15,6 +15,16 @@
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
 //! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders.
+//! - [`store`]: the detection store — SQLite (WAL), a non-blocking writer with batching, merging
+//!   and retention, filtered and paginated queries, a feed of committed detections.
+//! - [`api`]: the daemon's HTTP API (axum) — `/detections`, `/detections/stream`, `/metrics`,
+//!   `/healthz`, `/readyz`, `/status`.
+//! - [`telemetry`]: Prometheus metrics, log set-up, the status board.
+//! - [`config`]: the station config (TOML) — sources, models, gate, store, API, runtime —
+//!   validated with errors that name the key.
+//! - [`flowgraph`]: the FutureSDR blocks (sources, framer, gate, inference, sink) and the
+//!   [`flowgraph::Station`] built from a config.
+//! - [`daemon`]: what the `specwatch` commands do — `run`, `check`, `replay`, `devices`.
 //!
 //! # Data flow
 //! ```text
@@ -24,12 +34,21 @@
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
 //! iq::dataset ──▶ train::data (dsp normalise, repr) ──▶ train::fit ──▶ run folder (weights, metrics)
+//! config ──▶ flowgraph::Station: source ──▶ framer ──▶ gate ──▶ inference (workers) ──▶ sink
+//! detections ──▶ store::DetectionWriter ──▶ SQLite ──▶ api (/detections, /detections/stream)
+//! every part ──▶ telemetry::Metrics ──▶ api (/metrics)
 //! ```
 
+pub mod api;
+pub mod config;
+pub mod daemon;
 pub mod dsp;
+pub mod flowgraph;
 pub mod infer;
 pub mod iq;
 pub mod onnx;
+pub mod store;
 pub mod synth;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod telemetry;

@@ -4,6 +4,7 @@ mod common;
 
 mod channel;
 mod cli;
+mod daemon;
 mod dataset;
 mod dsp;
 mod infer;

@@ -1,0 +1,241 @@
+//! The daemon's flowgraph, printed as figures: `cargo bench --bench daemon`.
+//!
+//! - Replay throughput with every window classified (no gate), MS/s, beside the same windows
+//!   fed straight to `Model::run` in batches in the same run (the peer: what inference alone
+//!   costs; the ratio is the flowgraph's overhead).
+//! - Replay ingest with the energy gate on a capture whose bursts occupy 10 % of the time,
+//!   MS/s, with the share of windows the gate let through.
+//! - Window → queryable latency at a paced 1 MS/s into the SQLite store: from the moment a
+//!   window's last sample is due to the moment its detection is committed (the store's feed of
+//!   committed detections), p50 and p99.
+//! - Peak RSS of the process.
+//!
+//! The model is `models/amc128.json` when it exists, else the fixture band classifier of the
+//! tests (a single Gemm, so the figures then measure the flowgraph more than inference).
+//! `SPECWATCH_BENCH_SAMPLES` sets the capture length (default 2,000,000 samples),
+//! `SPECWATCH_BENCH_SECONDS` the latency run (default 5 s). The machine is shared: read ratios.
+
+#[path = "../tests/it/common/fixture.rs"]
+mod fixture;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use specwatch::config::{Config, ExecutionProvider, GateConfig, GateKind, ReplayMode, SourceKind};
+use specwatch::daemon::{ReplayRequest, replay_config};
+use specwatch::flowgraph::{CollectingSink, Station};
+use specwatch::infer::{Model, RuntimeOptions};
+use specwatch::iq::C32;
+use specwatch::store::{Store, StoreConfig};
+use specwatch::telemetry::Metrics;
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The model card to measure with, and its window length.
+fn model(dir: &Path) -> (PathBuf, usize) {
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/amc128.json");
+    if default.is_file() {
+        println!("model: {}", default.display());
+        return (default, 128);
+    }
+    println!("model: models/amc128.json absent; using the fixture band classifier (128 samples)");
+    (fixture::band_model(dir, "band128", 1, 128), 128)
+}
+
+/// A one-channel capture of `samples` samples: tone bursts of 8 windows covering `occupancy`
+/// of the time in unit noise, without a sidecar (so a replay starts at the wall clock).
+fn capture(dir: &Path, name: &str, samples: usize, occupancy: f64) -> PathBuf {
+    let burst = 8 * 128;
+    let period = (burst as f64 / occupancy).round() as usize;
+    let mut segments = Vec::new();
+    let mut left = samples;
+    let mut k = 0;
+    while left > 0 {
+        let on = burst.min(left);
+        segments.push(fixture::Segment {
+            freq: Some([0.1, -0.3, 0.35, -0.1][k % 4]),
+            samples: on,
+            snr_db: 15.0,
+        });
+        left -= on;
+        let off = (period - burst).min(left);
+        if off > 0 {
+            segments.push(fixture::Segment {
+                freq: None,
+                samples: off,
+                snr_db: 0.0,
+            });
+            left -= off;
+        }
+        k += 1;
+    }
+    let path = dir.join(name);
+    fixture::tone_capture(&path, &segments, 1, (0.0, 0.0), 5);
+    std::fs::remove_file(path.with_extension("json")).expect("drop the sidecar");
+    path
+}
+
+fn replay_run(config: &Config) -> (f64, u64, Arc<Metrics>) {
+    let station = Station::prepare(config).expect("prepare");
+    let sink = CollectingSink::new();
+    let metrics = Metrics::new();
+    let t = Instant::now();
+    let summary = station
+        .start(sink.clone(), metrics.clone())
+        .expect("start")
+        .join()
+        .expect("run");
+    let elapsed = t.elapsed().as_secs_f64();
+    let samples: u64 = summary.samples_in.iter().map(|(_, n)| n).sum();
+    (
+        samples as f64 / elapsed / 1e6,
+        sink.take().len() as u64,
+        metrics,
+    )
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let samples = env_usize("SPECWATCH_BENCH_SAMPLES", 2_000_000);
+    let seconds = env_usize("SPECWATCH_BENCH_SECONDS", 5);
+    let (card, window) = model(dir.path());
+    println!("capture: {samples} samples, one channel\n");
+
+    // 1. Every window classified, beside Model::run alone.
+    let full = capture(dir.path(), "full.npy", samples, 1.0);
+    let mut config = replay_config(&ReplayRequest {
+        capture: full.clone(),
+        models: vec![card.clone()],
+        ..Default::default()
+    })
+    .expect("config");
+    config.runtime.execution_provider = ExecutionProvider::Cpu;
+    config.models[0].batch_size = 64;
+    let (msps, detections, _) = replay_run(&config);
+    let windows = samples / window;
+    let mut cap = specwatch::iq::capture::Capture::open(&full).expect("capture");
+    let all: Vec<C32> = cap.read_all().expect("read").remove(0);
+    let mut m = Model::load(
+        &card,
+        &RuntimeOptions {
+            execution: specwatch::infer::ExecutionPreference::Cpu,
+            ..Default::default()
+        },
+    )
+    .expect("model");
+    let t = Instant::now();
+    for batch in all[..windows * window].chunks(64 * window) {
+        m.run(batch, batch.len() / window).expect("run");
+    }
+    let peer = samples as f64 / t.elapsed().as_secs_f64() / 1e6;
+    println!(
+        "replay, every window classified: {msps:8.2} MS/s ({detections} detections of {windows} windows); \
+         Model::run alone on the same windows: {peer:8.2} MS/s; flowgraph/peer = {:.2}",
+        msps / peer
+    );
+
+    // 2. Energy gate on a 10 %-occupied capture.
+    let sparse = capture(dir.path(), "sparse.npy", samples, 0.1);
+    config.sources[0].kind = match config.sources[0].kind.clone() {
+        SourceKind::Replay(mut r) => {
+            r.path = sparse;
+            SourceKind::Replay(r)
+        }
+        other => other,
+    };
+    config.gate = GateConfig {
+        kind: GateKind::Energy,
+        threshold_db: Some(6.0),
+        warmup_windows: None,
+        floor_alpha: None,
+    };
+    let (msps_gate, passed, metrics) = replay_run(&config);
+    let rejected = metrics
+        .windows_gate_rejected_total
+        .with_label_values(&["replay"])
+        .get();
+    println!(
+        "replay, energy gate, 10 % occupied: {msps_gate:8.2} MS/s ingest; {passed} windows classified, \
+         {rejected} rejected ({:.1} % passed); gated/ungated = {:.2}",
+        100.0 * passed as f64 / (passed + rejected).max(1) as f64,
+        msps_gate / msps
+    );
+
+    // 3. Window → queryable latency at a paced 1 MS/s into the store.
+    let paced_len = (seconds as f64 * 1e6) as usize;
+    let paced = capture(
+        dir.path(),
+        "paced.npy",
+        paced_len.min(samples.max(1_000_000)),
+        1.0,
+    );
+    let mut config = replay_config(&ReplayRequest {
+        capture: paced,
+        models: vec![card],
+        ..Default::default()
+    })
+    .expect("config");
+    config.runtime.execution_provider = ExecutionProvider::Cpu;
+    if let SourceKind::Replay(r) = &mut config.sources[0].kind {
+        r.mode = ReplayMode::Paced;
+        r.repeat = true;
+        r.sample_rate_hz = Some(1e6);
+        r.chunk_samples = 1024;
+    }
+    config.models[0].max_wait_ms = 5;
+    let metrics = Metrics::new();
+    let mut store_config = StoreConfig::new(dir.path().join("bench.sqlite"));
+    store_config.flush_interval = Duration::from_millis(10);
+    let store = Store::open(&store_config, metrics.clone()).expect("store");
+    let mut feed = store.subscribe();
+    let window_s = window as f64 / 1e6;
+    let collector = std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        while let Ok(d) = feed.blocking_recv() {
+            let now = specwatch::flowgraph::time::now_unix_ns();
+            let due = d.time_ns as f64 + window_s * 1e9;
+            latencies.push((now as f64 - due) / 1e9);
+        }
+        latencies
+    });
+    let station = Station::prepare(&config).expect("prepare");
+    let running = station
+        .start(Arc::new(store.writer()), metrics.clone())
+        .expect("start");
+    std::thread::sleep(Duration::from_secs(seconds as u64));
+    running.stop_blocking();
+    running.join().expect("paced run");
+    store.close().expect("close the store");
+    let mut lat = collector.join().expect("collector");
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+    };
+    match (q(0.5), q(0.99)) {
+        (Some(p50), Some(p99)) => println!(
+            "window → queryable at a paced 1 MS/s: p50 {:.1} ms, p99 {:.1} ms over {} detections",
+            p50 * 1e3,
+            p99 * 1e3,
+            lat.len()
+        ),
+        _ => println!("window → queryable: no detection was committed"),
+    }
+    match peak_rss_mib() {
+        Some(rss) => println!("peak RSS: {rss:.0} MiB"),
+        None => println!("peak RSS: /proc/self/status not readable"),
+    }
+}

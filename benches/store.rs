@@ -1,0 +1,2 @@
+//! Store and API benchmark (filled in below in a later commit).
+fn main() {}

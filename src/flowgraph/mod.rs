@@ -1,0 +1,169 @@
+//! The daemon's hot path: FutureSDR blocks, one per file, and the flowgraph built from a
+//! [`crate::config::Config`].
+//!
+//! ```text
+//!                  ┌─▶ framer ─▶ gate ─▶ inference ─▶ sink ─▶ DetectionSink (store, JSON lines)
+//! source ──IQ──────┤   (model A: its window, hop, channels)   │
+//! (interleaved     └─▶ framer ─▶ gate ─▶ inference ─▶ sink    └─ worker threads (ONNX Runtime),
+//!  frames)             (model B …)                               off the FutureSDR executor
+//! ```
+//!
+//! - Sources ([`ReplaySource`], [`SyntheticSource`], `SoapySource` with feature `soapy`,
+//!   `UhdSource` with feature `uhd`) write `C32` samples as *frames*: one sample of every
+//!   channel of the source, channel after channel (`[s0c0, s0c1, …, s1c0, …]`), and only whole
+//!   frames, so channels stay aligned.
+//! - [`Framer`] picks a model's channels out of the frames and cuts [`Window`]s (its
+//!   `window_len`, its `hop`) with [`crate::dsp::frame::Framer`].
+//! - [`Gate`] passes the windows worth classifying (energy over a tracked floor, estimated SNR,
+//!   or all) and counts the others.
+//! - [`Inference`] hands windows to worker threads through a bounded queue: when the queue is
+//!   full the window is dropped and counted — the stream is never stalled. Workers batch by size
+//!   and wait ([`crate::infer::Batcher`]), preprocess through the card ([`crate::infer::Model`]),
+//!   estimate SNR ([`crate::dsp::snr`]) and, for multi-channel windows with an array, the
+//!   bearing ([`crate::dsp::doa`], MUSIC) — the heavy numbers are computed there, not on the
+//!   executor — and send back [`Classified`] windows.
+//! - [`Sink`] turns them into [`crate::store::Detection`]s and submits them to a
+//!   [`DetectionSink`] (never blocking).
+//! - [`station`]: [`Station::prepare`] (config → opened sources, loaded models; what
+//!   `specwatch check` runs) and [`Station::start`] (builds and runs the flowgraph on its own
+//!   thread, stoppable).
+//!
+//! Several models may read one source (each has its own framer, gate, inference and sink);
+//! each source feeds every model that names it.
+
+mod framer;
+mod gate;
+mod inference;
+mod replay_source;
+pub mod sink;
+pub mod station;
+mod synthetic_source;
+pub mod time;
+mod wakeup;
+mod worker;
+
+#[cfg(any(feature = "soapy", feature = "uhd"))]
+mod hardware;
+#[cfg(feature = "soapy")]
+mod soapy_source;
+#[cfg(feature = "uhd")]
+mod uhd_source;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use framer::Framer;
+pub use gate::Gate;
+pub use inference::{Inference, InferenceSettings};
+pub use replay_source::ReplaySource;
+pub use sink::{CollectingSink, DetectionSink, Sink};
+#[cfg(feature = "soapy")]
+pub use soapy_source::SoapySource;
+pub use station::{RunSummary, RunningStation, Station, StationError};
+pub use synthetic_source::SyntheticSource;
+#[cfg(feature = "uhd")]
+pub use uhd_source::UhdSource;
+
+use crate::iq::C32;
+
+/// One window on its way to inference: `channels × window_len` samples, channel-major.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Stream index (per channel) of the first sample.
+    pub start: u64,
+    /// The samples, shared (cloning a window does not copy them).
+    pub iq: Arc<[C32]>,
+    /// The SNR estimate in dB when the gate already made it.
+    pub snr_db: Option<f32>,
+}
+
+/// One classified window, from the inference workers to the sink.
+#[derive(Debug, Clone, Default)]
+pub struct Classified {
+    /// Stream index (per channel) of the first sample.
+    pub start: u64,
+    /// Up to three (class index, probability), most probable first.
+    pub top_k: Vec<(usize, f32)>,
+    /// SNR estimate, dB (mean over the window's channels).
+    pub snr_db: f32,
+    /// Azimuth in degrees: the model's, else MUSIC's for a multi-channel window with an array.
+    pub azimuth_deg: Option<f32>,
+    /// Elevation in degrees, likewise.
+    pub elevation_deg: Option<f32>,
+}
+
+/// What is known about one source's stream, shared by the blocks that read it.
+#[derive(Debug)]
+pub struct StreamInfo {
+    /// The source's name (the detections' stream id).
+    pub name: String,
+    /// `replay`, `synthetic`, `soapy` or `uhd`.
+    pub kind: &'static str,
+    /// Samples per second per channel.
+    pub sample_rate_hz: f64,
+    /// Tuning frequency, when known.
+    pub center_freq_hz: Option<f64>,
+    /// Channels in each frame.
+    pub channels: usize,
+    /// UTC time of sample 0 in ns since the Unix epoch: known up front (a capture's start
+    /// time) or set by the source when its first sample arrives.
+    start_ns: OnceLock<i64>,
+}
+
+impl StreamInfo {
+    /// A stream whose start time is set later by its source (or now, if `start_ns` is given).
+    pub fn new(
+        name: impl Into<String>,
+        kind: &'static str,
+        sample_rate_hz: f64,
+        center_freq_hz: Option<f64>,
+        channels: usize,
+        start_ns: Option<i64>,
+    ) -> Self {
+        let cell = OnceLock::new();
+        if let Some(t) = start_ns {
+            let _ = cell.set(t);
+        }
+        Self {
+            name: name.into(),
+            kind,
+            sample_rate_hz,
+            center_freq_hz,
+            channels,
+            start_ns: cell,
+        }
+    }
+
+    /// Sets the time of sample 0 unless it is already known.
+    pub fn mark_start(&self, unix_ns: i64) {
+        let _ = self.start_ns.set(unix_ns);
+    }
+
+    /// UTC ns of stream sample `index` (`now` if the stream has not started yet).
+    pub fn time_of(&self, index: u64) -> i64 {
+        let start = *self.start_ns.get_or_init(time::now_unix_ns);
+        let offset = index as f64 / self.sample_rate_hz * 1e9;
+        start.saturating_add(offset as i64)
+    }
+}
+
+/// The first error a block ran into, kept so the run can report it (FutureSDR itself only
+/// logs it and stops the flowgraph).
+#[derive(Debug, Clone, Default)]
+pub struct Fault(Arc<Mutex<Option<String>>>);
+
+impl Fault {
+    /// Records `message` unless an earlier fault is recorded; returns it as an error for the
+    /// block to return.
+    pub fn record(&self, message: String) -> anyhow::Error {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(message.clone());
+        }
+        anyhow::anyhow!(message)
+    }
+
+    /// The first fault, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -1,0 +1,222 @@
+//! Opening the database file: pragmas, schema creation and version checks, integrity check.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::StoreError;
+
+/// Schema version written to `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of specwatch stores: "SpWt" in ASCII.
+pub const APPLICATION_ID: i64 = 0x5370_5774;
+
+/// How long a connection waits for a lock held by another connection before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, version 1.
+///
+/// - `detections`: one row per detection; `AUTOINCREMENT` so that ids are never reused after
+///   retention deletes rows, which keeps cursors stable. `channels` and `top_k` are JSON arrays.
+/// - `detection_channels`: every channel a detection covers, for the channel filter.
+/// - Indexes for the filters (time, class, model, channel) and for retention by age.
+const SCHEMA: &str = "
+CREATE TABLE detections (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns        INTEGER NOT NULL,
+    stream         TEXT    NOT NULL,
+    sample_start   INTEGER NOT NULL,
+    sample_count   INTEGER NOT NULL,
+    channel        INTEGER NOT NULL,
+    channels       TEXT    NOT NULL,
+    center_freq_hz REAL,
+    model          TEXT    NOT NULL,
+    model_version  TEXT    NOT NULL,
+    class          TEXT    NOT NULL,
+    confidence     REAL    NOT NULL,
+    top_k          TEXT    NOT NULL,
+    snr_db         REAL,
+    azimuth_deg    REAL,
+    elevation_deg  REAL,
+    windows        INTEGER NOT NULL,
+    observed_ns    INTEGER NOT NULL
+);
+CREATE INDEX detections_by_time ON detections (time_ns);
+CREATE INDEX detections_by_class ON detections (class, id);
+CREATE INDEX detections_by_model ON detections (model, id);
+CREATE INDEX detections_by_observed ON detections (observed_ns);
+CREATE TABLE detection_channels (
+    detection_id INTEGER NOT NULL,
+    channel      INTEGER NOT NULL,
+    PRIMARY KEY (detection_id, channel)
+) WITHOUT ROWID;
+CREATE INDEX detection_channels_by_channel ON detection_channels (channel, detection_id);
+";
+
+/// Maps an SQLite error met while opening or checking `path` to the [`StoreError`] that says
+/// what to do about it.
+pub(super) fn classify(path: &Path, context: &'static str, e: rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path,
+            detail: e.to_string(),
+        },
+        Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::PermissionDenied)
+        | Some(ErrorCode::DiskFull)
+        | Some(ErrorCode::DatabaseBusy)
+        | Some(ErrorCode::DatabaseLocked) => StoreError::NotWritable {
+            path,
+            detail: format!("{context}: {e}"),
+        },
+        Some(ErrorCode::CannotOpen) => StoreError::Open { path, source: e },
+        _ => StoreError::Sqlite {
+            path,
+            context,
+            source: e,
+        },
+    }
+}
+
+/// Opens the file for the writer thread: creates it and its schema when new, checks a
+/// present one, switches to WAL and proves that it can take the write lock.
+pub(super) fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(StoreError::NotWritable {
+            path: path.to_path_buf(),
+            detail: format!("its folder {} does not exist", parent.display()),
+        });
+    }
+    if path.is_dir() {
+        return Err(StoreError::NotWritable {
+            path: path.to_path_buf(),
+            detail: "it is a folder, not a file".into(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, "open", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| classify(path, "set the busy timeout", e))?;
+
+    // Reading the header is the first access: a file that is not SQLite fails here.
+    let application_id: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| classify(path, "read the application id", e))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| classify(path, "read the schema version", e))?;
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| classify(path, "read the schema", e))?;
+
+    if application_id == 0 && version == 0 && objects == 0 {
+        create_schema(&conn, path)?;
+    } else if application_id != APPLICATION_ID {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            detail: format!(
+                "an SQLite database of another program (application id {application_id:#x}, specwatch's is {APPLICATION_ID:#x}, {objects} schema objects)"
+            ),
+        });
+    } else if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    } else if version < 1 {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("marked as specwatch's but with schema version {version}"),
+        });
+    }
+
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(|e| classify(path, "switch to WAL", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWritable {
+            path: path.to_path_buf(),
+            detail: format!(
+                "SQLite cannot use a write-ahead log there (journal mode stayed {mode:?}); put the store on a local file system"
+            ),
+        });
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| classify(path, "set synchronous=NORMAL", e))?;
+    // Prove the write lock can be taken (a read-only file opens fine and fails only here).
+    conn.execute_batch("BEGIN IMMEDIATE; UPDATE sqlite_sequence SET seq = seq WHERE 0; COMMIT;")
+        .map_err(|e| {
+            let _rollback = conn.execute_batch("ROLLBACK");
+            classify(path, "take the write lock", e)
+        })?;
+    Ok(conn)
+}
+
+fn create_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = format!(
+        "BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA application_id = {APPLICATION_ID};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+    );
+    conn.execute_batch(&sql).map_err(|e| {
+        let _rollback = conn.execute_batch("ROLLBACK");
+        classify(path, "create the schema", e)
+    })
+}
+
+/// Opens a read-only connection for queries. It sees committed transactions only.
+pub(super) fn open_for_reading(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, "open for reading", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| classify(path, "set the busy timeout", e))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|e| classify(path, "set query_only", e))?;
+    Ok(conn)
+}
+
+/// Number of detections in the store.
+pub(super) fn count_rows(conn: &Connection, path: &Path) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM detections", [], |r| r.get(0))
+        .map_err(|e| classify(path, "count detections", e))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Runs `PRAGMA integrity_check` on the store at `path` (read-only) and returns `Ok` when
+/// SQLite answers "ok", else the problems it lists.
+pub fn integrity_check(path: &Path) -> Result<(), StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let conn = open_for_reading(path)?;
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check")
+        .map_err(|e| classify(path, "integrity check", e))?;
+    let problems = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| classify(path, "integrity check", e))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Integrity {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}

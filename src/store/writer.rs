@@ -1,0 +1,499 @@
+//! The writer thread: batches queued detections into transactions, merges runs of windows,
+//! applies retention, and publishes what it committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::schema::{classify, count_rows};
+use super::{Command, Detection, RETENTION_PERIOD, Shared, StoreConfig, StoreError};
+
+/// Attempts at committing one batch before its detections are dropped.
+const COMMIT_ATTEMPTS: u32 = 3;
+
+/// Pause before retrying a failed commit, times the attempt number.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Merge key: windows of one stream, channel and model form runs.
+type RunKey = (String, u32, String);
+
+/// The record a run of windows is growing, as last committed.
+#[derive(Debug, Clone)]
+struct OpenRun {
+    record: Detection,
+    /// Sum and count of the SNR estimates merged so far (weighted by windows).
+    snr_sum: f64,
+    snr_windows: u64,
+}
+
+impl OpenRun {
+    fn start(record: Detection) -> OpenRun {
+        let (snr_sum, snr_windows) = match record.snr_db {
+            Some(snr) => (
+                f64::from(snr) * f64::from(record.windows),
+                u64::from(record.windows),
+            ),
+            None => (0.0, 0),
+        };
+        OpenRun {
+            record,
+            snr_sum,
+            snr_windows,
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.record
+            .sample_start
+            .saturating_add(self.record.sample_count)
+    }
+
+    /// Whether `d` continues this run: same class, starting at or after the run's start and at
+    /// most `max_gap` samples after its end.
+    fn continues_with(&self, d: &Detection, max_gap: u64) -> bool {
+        d.class == self.record.class
+            && d.sample_start >= self.record.sample_start
+            && d.sample_start <= self.end().saturating_add(max_gap)
+    }
+
+    /// Grows the run by `d`: the span covers both, confidence is the maximum (the most
+    /// confident window's top-k and angles are kept), SNR is the mean over windows, the
+    /// channel list is the union and `observed_ns` is the latest.
+    fn extend(&mut self, d: &Detection) {
+        let end = self
+            .end()
+            .max(d.sample_start.saturating_add(d.sample_count));
+        let r = &mut self.record;
+        r.sample_count = end - r.sample_start;
+        if d.confidence > r.confidence {
+            r.confidence = d.confidence;
+            r.top_k = d.top_k.clone();
+            r.azimuth_deg = d.azimuth_deg;
+            r.elevation_deg = d.elevation_deg;
+        }
+        if let Some(snr) = d.snr_db {
+            self.snr_sum += f64::from(snr) * f64::from(d.windows);
+            self.snr_windows += u64::from(d.windows);
+            r.snr_db = Some((self.snr_sum / self.snr_windows as f64) as f32);
+        }
+        for c in &d.channels {
+            if !r.channels.contains(c) {
+                r.channels.push(*c);
+            }
+        }
+        if r.center_freq_hz.is_none() {
+            r.center_freq_hz = d.center_freq_hz;
+        }
+        r.windows = r.windows.saturating_add(d.windows);
+        r.observed_ns = r.observed_ns.max(d.observed_ns);
+    }
+}
+
+/// Everything the writer thread owns.
+pub(super) struct WriterState {
+    conn: Connection,
+    cfg: StoreConfig,
+    rows: u64,
+    shared: Arc<Shared>,
+    open_runs: HashMap<RunKey, OpenRun>,
+    last_retention: Instant,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Why a detection cannot be stored, or `None` when it can. Optional measurements that are not
+/// finite are cleared by [`sanitize`] instead.
+fn unstorable(d: &Detection) -> Option<String> {
+    if !d.confidence.is_finite() {
+        return Some(format!("confidence is {}", d.confidence));
+    }
+    if let Some((class, p)) = d.top_k.iter().find(|(_, p)| !p.is_finite()) {
+        return Some(format!("top_k probability of {class:?} is {p}"));
+    }
+    if i64::try_from(d.sample_start.saturating_add(d.sample_count)).is_err() {
+        return Some(format!(
+            "sample span {}+{} does not fit in 63 bits",
+            d.sample_start, d.sample_count
+        ));
+    }
+    None
+}
+
+/// Clears measurements that are not finite (SQLite would store NaN as NULL anyway), makes
+/// `channels` contain `channel`, and counts a detection as at least one window.
+fn sanitize(mut d: Detection) -> Detection {
+    for v in [&mut d.snr_db, &mut d.azimuth_deg, &mut d.elevation_deg] {
+        if v.is_some_and(|x| !x.is_finite()) {
+            *v = None;
+        }
+    }
+    if d.center_freq_hz.is_some_and(|x| !x.is_finite()) {
+        d.center_freq_hz = None;
+    }
+    if !d.channels.contains(&d.channel) {
+        d.channels.insert(0, d.channel);
+    }
+    d.windows = d.windows.max(1);
+    d
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    // Vectors of numbers and (string, finite number) pairs always serialise.
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
+}
+
+impl WriterState {
+    pub(super) fn new(
+        conn: Connection,
+        cfg: StoreConfig,
+        rows: u64,
+        shared: Arc<Shared>,
+    ) -> WriterState {
+        WriterState {
+            conn,
+            cfg,
+            rows,
+            shared,
+            open_runs: HashMap::new(),
+            last_retention: Instant::now(),
+        }
+    }
+
+    /// The thread's loop: runs until [`Command::Stop`] or until every sender is gone.
+    pub(super) fn run(mut self, queue: Receiver<Command>) {
+        let mut pending: Vec<Detection> = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let retention_due = self.last_retention + RETENTION_PERIOD;
+            let wake = deadline.map_or(retention_due, |d| d.min(retention_due));
+            match queue.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(Command::Write(d)) => {
+                    if pending.is_empty() {
+                        deadline = Some(Instant::now() + self.cfg.flush_interval);
+                    }
+                    pending.push(d);
+                    if pending.len() >= self.cfg.batch_max {
+                        // Errors are logged and counted inside; the loop keeps going.
+                        let _counted = self.commit(&mut pending);
+                        deadline = None;
+                    }
+                }
+                Ok(Command::Flush(reply)) => {
+                    let result = self.commit(&mut pending);
+                    deadline = None;
+                    let _asker_gone = reply.send(result);
+                }
+                Ok(Command::Retention(reply)) => {
+                    let result = self
+                        .commit(&mut pending)
+                        .and_then(|()| self.apply_retention());
+                    deadline = None;
+                    let _asker_gone = reply.send(result);
+                }
+                Ok(Command::Stop(reply)) => {
+                    let result = self.commit(&mut pending);
+                    let _asker_gone = reply.send(result);
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _counted = self.commit(&mut pending);
+                    break;
+                }
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                let _counted = self.commit(&mut pending);
+                deadline = None;
+            }
+            if now >= self.last_retention + RETENTION_PERIOD
+                && let Err(e) = self.apply_retention()
+            {
+                tracing::error!("{e}");
+            }
+        }
+        self.shared.writable.store(false, Ordering::Relaxed);
+    }
+
+    /// Commits `pending` in one transaction (retried [`COMMIT_ATTEMPTS`] times), then publishes
+    /// the committed records. When every attempt fails the detections are dropped and counted.
+    fn commit(&mut self, pending: &mut Vec<Detection>) -> Result<(), StoreError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let metrics = Arc::clone(&self.shared.metrics);
+        let mut batch = Vec::with_capacity(pending.len());
+        for d in pending.drain(..) {
+            match unstorable(&d) {
+                None => batch.push(sanitize(d)),
+                Some(why) => {
+                    tracing::warn!(
+                        "detection store {}: dropping a detection of {} on {}: {why}",
+                        self.shared.path.display(),
+                        d.model,
+                        d.stream
+                    );
+                    metrics
+                        .detections_dropped_total
+                        .with_label_values(&["store_error"])
+                        .inc();
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+
+        let mut attempt = 1;
+        loop {
+            let runs_before = self.open_runs.clone();
+            match self.write_batch(&batch) {
+                Ok((published, inserted)) => {
+                    self.rows += inserted;
+                    metrics
+                        .store_rows
+                        .set(i64::try_from(self.rows).unwrap_or(i64::MAX));
+                    let now = now_ns();
+                    for d in &batch {
+                        if d.observed_ns > 0 && now >= d.observed_ns {
+                            metrics
+                                .detection_latency_seconds
+                                .observe((now - d.observed_ns) as f64 * 1e-9);
+                        }
+                    }
+                    self.shared.writable.store(true, Ordering::Relaxed);
+                    for record in published {
+                        // No receivers is normal: nobody is streaming.
+                        let _no_receivers = self.shared.committed.send(record);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.open_runs = runs_before;
+                    metrics.store_write_errors_total.inc();
+                    self.shared.writable.store(false, Ordering::Relaxed);
+                    if attempt >= COMMIT_ATTEMPTS {
+                        tracing::error!(
+                            "{e}; dropping {} detections after {attempt} attempts",
+                            batch.len()
+                        );
+                        metrics
+                            .detections_dropped_total
+                            .with_label_values(&["store_error"])
+                            .inc_by(batch.len() as u64);
+                        return Err(e);
+                    }
+                    tracing::warn!("{e}; retrying (attempt {attempt} of {COMMIT_ATTEMPTS})");
+                    std::thread::sleep(RETRY_PAUSE * attempt);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole batch. Returns the records to publish (final state of each
+    /// touched record, in commit order) and the number of rows inserted.
+    fn write_batch(&mut self, batch: &[Detection]) -> Result<(Vec<Detection>, u64), StoreError> {
+        let path = self.shared.path.clone();
+        let failed = |e| classify(&path, "write detections", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let mut published: Vec<Detection> = Vec::with_capacity(batch.len());
+        let mut slot_of_id: HashMap<i64, usize> = HashMap::new();
+        let mut inserted = 0;
+        for d in batch {
+            let record = if self.cfg.merge {
+                let key = (d.stream.clone(), d.channel, d.model.clone());
+                let merged = match self.open_runs.get_mut(&key) {
+                    Some(run) if run.continues_with(d, self.cfg.merge_max_gap_samples) => {
+                        let mut grown = run.clone();
+                        grown.extend(d);
+                        if update_record(&tx, &grown.record).map_err(failed)? {
+                            *run = grown;
+                            Some(run.record.clone())
+                        } else {
+                            // Retention deleted the record: start a new one.
+                            None
+                        }
+                    }
+                    _ => None,
+                };
+                match merged {
+                    Some(record) => record,
+                    None => {
+                        let record = insert_record(&tx, d).map_err(failed)?;
+                        inserted += 1;
+                        self.open_runs.insert(key, OpenRun::start(record.clone()));
+                        record
+                    }
+                }
+            } else {
+                inserted += 1;
+                insert_record(&tx, d).map_err(failed)?
+            };
+            match slot_of_id.get(&record.id) {
+                Some(&slot) => published[slot] = record,
+                None => {
+                    slot_of_id.insert(record.id, published.len());
+                    published.push(record);
+                }
+            }
+        }
+        tx.commit().map_err(failed)?;
+        Ok((published, inserted))
+    }
+
+    /// Deletes detections observed longer ago than `retention_max_age`, then the oldest beyond
+    /// `retention_max_rows`, in one transaction. Returns how many were deleted.
+    pub(super) fn apply_retention(&mut self) -> Result<u64, StoreError> {
+        self.last_retention = Instant::now();
+        if self.cfg.retention_max_age.is_none() && self.cfg.retention_max_rows.is_none() {
+            return Ok(0);
+        }
+        let path = self.shared.path.clone();
+        let failed = |e| classify(&path, "apply retention", e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let mut deleted = 0u64;
+        if let Some(age) = self.cfg.retention_max_age {
+            let cutoff = now_ns().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX));
+            tx.execute(
+                "DELETE FROM detection_channels WHERE detection_id IN \
+                 (SELECT id FROM detections WHERE observed_ns < ?1)",
+                params![cutoff],
+            )
+            .map_err(failed)?;
+            deleted += tx
+                .execute(
+                    "DELETE FROM detections WHERE observed_ns < ?1",
+                    params![cutoff],
+                )
+                .map_err(failed)? as u64;
+        }
+        if let Some(max_rows) = self.cfg.retention_max_rows {
+            let rows: i64 = tx
+                .query_row("SELECT count(*) FROM detections", [], |r| r.get(0))
+                .map_err(failed)?;
+            let excess = u64::try_from(rows).unwrap_or(0).saturating_sub(max_rows);
+            if excess > 0 {
+                let boundary: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM detections ORDER BY id LIMIT 1 OFFSET ?1",
+                        params![i64::try_from(excess - 1).unwrap_or(i64::MAX)],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(failed)?;
+                if let Some(boundary) = boundary {
+                    tx.execute(
+                        "DELETE FROM detection_channels WHERE detection_id <= ?1",
+                        params![boundary],
+                    )
+                    .map_err(failed)?;
+                    deleted += tx
+                        .execute("DELETE FROM detections WHERE id <= ?1", params![boundary])
+                        .map_err(failed)? as u64;
+                }
+            }
+        }
+        tx.commit().map_err(failed)?;
+        self.rows = count_rows(&self.conn, &self.shared.path)?;
+        self.shared
+            .metrics
+            .store_rows
+            .set(i64::try_from(self.rows).unwrap_or(i64::MAX));
+        if deleted > 0 {
+            tracing::debug!(
+                "detection store {}: retention deleted {deleted} detections",
+                self.shared.path.display()
+            );
+        }
+        Ok(deleted)
+    }
+}
+
+/// Inserts `d` and its channels; returns it with its new id.
+fn insert_record(tx: &Transaction, d: &Detection) -> rusqlite::Result<Detection> {
+    // `unstorable` has checked that the span fits in an i64.
+    let sample_start = d.sample_start as i64;
+    let sample_count = d.sample_count as i64;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO detections (time_ns, stream, sample_start, sample_count, channel, channels, \
+         center_freq_hz, model, model_version, class, confidence, top_k, snr_db, azimuth_deg, \
+         elevation_deg, windows, observed_ns) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?;
+    stmt.execute(params![
+        d.time_ns,
+        d.stream,
+        sample_start,
+        sample_count,
+        d.channel,
+        json(&d.channels),
+        d.center_freq_hz,
+        d.model,
+        d.model_version,
+        d.class,
+        f64::from(d.confidence),
+        json(&d.top_k),
+        d.snr_db.map(f64::from),
+        d.azimuth_deg.map(f64::from),
+        d.elevation_deg.map(f64::from),
+        d.windows,
+        d.observed_ns,
+    ])?;
+    let id = tx.last_insert_rowid();
+    insert_channels(tx, id, &d.channels)?;
+    Ok(Detection { id, ..d.clone() })
+}
+
+fn insert_channels(tx: &Transaction, id: i64, channels: &[u32]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO detection_channels (detection_id, channel) VALUES (?1, ?2)",
+    )?;
+    for c in channels {
+        stmt.execute(params![id, c])?;
+    }
+    Ok(())
+}
+
+/// Writes the grown run `r` over its row; `false` when the row no longer exists.
+fn update_record(tx: &Transaction, r: &Detection) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE detections SET sample_count = ?2, channels = ?3, center_freq_hz = ?4, \
+         confidence = ?5, top_k = ?6, snr_db = ?7, azimuth_deg = ?8, elevation_deg = ?9, \
+         windows = ?10, observed_ns = ?11 WHERE id = ?1",
+    )?;
+    let changed = stmt.execute(params![
+        r.id,
+        r.sample_count as i64,
+        json(&r.channels),
+        r.center_freq_hz,
+        f64::from(r.confidence),
+        json(&r.top_k),
+        r.snr_db.map(f64::from),
+        r.azimuth_deg.map(f64::from),
+        r.elevation_deg.map(f64::from),
+        r.windows,
+        r.observed_ns,
+    ])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    insert_channels(tx, r.id, &r.channels)?;
+    Ok(true)
+}

@@ -1,0 +1,320 @@
+//! The daemon's Prometheus metrics: names, labels and buckets, in one registry.
+//!
+//! Every metric has the `specwatch_` prefix, is in base units (seconds, degrees, dB) and takes
+//! labels only from bounded sets: source and model names from the config, class names from the
+//! model cards, and the fixed drop reasons. No label ever carries a frequency, a time or an id.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Reasons a window is dropped before classification (`specwatch_windows_dropped_total`).
+pub const WINDOW_DROP_REASONS: [&str; 3] = ["queue_full", "nonfinite", "shutdown"];
+
+/// Reasons a detection is dropped before it is stored (`specwatch_detections_dropped_total`).
+pub const DETECTION_DROP_REASONS: [&str; 2] = ["store_backlog", "store_error"];
+
+/// All of the daemon's metrics. Made once by [`Metrics::new`] and shared as `Arc<Metrics>`; each
+/// field is a `prometheus` handle, updated directly by the part that owns the event.
+pub struct Metrics {
+    registry: Registry,
+    /// `specwatch_build_info{version}`: always 1; the label carries the package version.
+    pub build_info: IntGaugeVec,
+    /// `specwatch_samples_in_total{source}`: IQ samples read from each source (per channel set).
+    pub samples_in_total: IntCounterVec,
+    /// `specwatch_windows_framed_total{source}`: windows cut from each source.
+    pub windows_framed_total: IntCounterVec,
+    /// `specwatch_windows_gate_rejected_total{source}`: windows the energy/SNR gate let go.
+    pub windows_gate_rejected_total: IntCounterVec,
+    /// `specwatch_windows_classified_total{model}`: windows a model classified.
+    pub windows_classified_total: IntCounterVec,
+    /// `specwatch_windows_dropped_total{model,reason}`: windows dropped before inference;
+    /// `reason` is one of [`WINDOW_DROP_REASONS`].
+    pub windows_dropped_total: IntCounterVec,
+    /// `specwatch_detections_total{model,class}`: detections made (counted at the sink, before
+    /// any merging in the store).
+    pub detections_total: IntCounterVec,
+    /// `specwatch_detections_dropped_total{reason}`: detections lost on the way into the store;
+    /// `reason` is one of [`DETECTION_DROP_REASONS`].
+    pub detections_dropped_total: IntCounterVec,
+    /// `specwatch_detection_snr_db{model}`: SNR estimates of detections, dB.
+    pub detection_snr_db: HistogramVec,
+    /// `specwatch_detection_azimuth_degrees{model}`: azimuths of detections, degrees.
+    pub detection_azimuth_degrees: HistogramVec,
+    /// `specwatch_inference_latency_seconds{model}`: time of one batched model run.
+    pub inference_latency_seconds: HistogramVec,
+    /// `specwatch_inference_batch_size{model}`: windows per model run.
+    pub inference_batch_size: HistogramVec,
+    /// `specwatch_detection_latency_seconds`: from a window reaching the sink to its detection
+    /// being committed to the store.
+    pub detection_latency_seconds: Histogram,
+    /// `specwatch_device_overflows_total{source}`: overflows reported by the radio.
+    pub device_overflows_total: IntCounterVec,
+    /// `specwatch_stream_errors_total{source}`: stream errors (timeouts, late commands, …).
+    pub stream_errors_total: IntCounterVec,
+    /// `specwatch_store_write_errors_total`: failed store transactions.
+    pub store_write_errors_total: IntCounter,
+    /// `specwatch_store_rows`: detections held in the store.
+    pub store_rows: IntGauge,
+    /// `specwatch_source_up{source}`: 1 while a source streams, 0 otherwise.
+    pub source_up: IntGaugeVec,
+    /// `specwatch_models_loaded`: models loaded.
+    pub models_loaded: IntGauge,
+    /// `specwatch_flowgraph_running`: 1 while the flowgraph runs.
+    pub flowgraph_running: IntGauge,
+}
+
+/// `start`, `start*f`, … as a 1-2-5 series: 1, 2, 5, 10, 20, 50, … times `start`, up to `end`.
+fn one_two_five(start: f64, end: f64) -> Vec<f64> {
+    let mut buckets = Vec::new();
+    let mut decade = start;
+    'outer: loop {
+        for step in [1.0, 2.0, 5.0] {
+            let b = decade * step;
+            if b > end * (1.0 + 1e-9) {
+                break 'outer;
+            }
+            buckets.push(b);
+        }
+        decade *= 10.0;
+    }
+    buckets
+}
+
+/// `start`, `start+width`, … up to and including `end`.
+fn linear(start: f64, width: f64, end: f64) -> Vec<f64> {
+    let count = ((end - start) / width).round() as usize + 1;
+    (0..count).map(|i| start + width * i as f64).collect()
+}
+
+impl Metrics {
+    /// Makes every metric in a fresh registry and sets `specwatch_build_info` to 1. The drop
+    /// reasons of `specwatch_detections_dropped_total` start at 0 so alerts can see them before
+    /// the first drop.
+    pub fn new() -> Arc<Metrics> {
+        // Building metrics only fails on a malformed name or label set, or a name registered
+        // twice in the same fresh registry: both are programming errors in this function, which
+        // the unit tests exercise, so the `expect`s below cannot fire at run time.
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid histogram");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+
+        let build_info = gauge_vec(
+            "specwatch_build_info",
+            "Always 1; the version label carries the specwatch package version.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        let detection_latency_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "specwatch_detection_latency_seconds",
+                "Seconds from a window reaching the detection sink to its detection being committed to the store.",
+            )
+            .buckets(one_two_five(0.001, 10.0)),
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(detection_latency_seconds.clone()))
+            .expect("unique metric");
+
+        let store_write_errors_total = IntCounter::new(
+            "specwatch_store_write_errors_total",
+            "Store transactions that failed.",
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(store_write_errors_total.clone()))
+            .expect("unique metric");
+
+        let detections_dropped_total = counter(
+            "specwatch_detections_dropped_total",
+            "Detections lost before being stored, by reason (store_backlog: the store's queue was full; store_error: the write failed or the store was closed).",
+            &["reason"],
+        );
+        for reason in DETECTION_DROP_REASONS {
+            detections_dropped_total
+                .with_label_values(&[reason])
+                .reset();
+        }
+
+        Arc::new(Metrics {
+            build_info,
+            samples_in_total: counter(
+                "specwatch_samples_in_total",
+                "IQ samples read from each source.",
+                &["source"],
+            ),
+            windows_framed_total: counter(
+                "specwatch_windows_framed_total",
+                "Windows framed from each source.",
+                &["source"],
+            ),
+            windows_gate_rejected_total: counter(
+                "specwatch_windows_gate_rejected_total",
+                "Windows rejected by the energy/SNR gate, per source.",
+                &["source"],
+            ),
+            windows_classified_total: counter(
+                "specwatch_windows_classified_total",
+                "Windows classified by each model.",
+                &["model"],
+            ),
+            windows_dropped_total: counter(
+                "specwatch_windows_dropped_total",
+                "Windows dropped before inference, by model and reason (queue_full, nonfinite, shutdown).",
+                &["model", "reason"],
+            ),
+            detections_total: counter(
+                "specwatch_detections_total",
+                "Detections made, by model and class.",
+                &["model", "class"],
+            ),
+            detections_dropped_total,
+            detection_snr_db: histogram(
+                "specwatch_detection_snr_db",
+                "Estimated SNR of detections in dB.",
+                &["model"],
+                linear(-20.0, 5.0, 30.0),
+            ),
+            detection_azimuth_degrees: histogram(
+                "specwatch_detection_azimuth_degrees",
+                "Estimated azimuth of detections in degrees.",
+                &["model"],
+                linear(-180.0, 15.0, 180.0),
+            ),
+            inference_latency_seconds: histogram(
+                "specwatch_inference_latency_seconds",
+                "Seconds per batched model run.",
+                &["model"],
+                one_two_five(0.0005, 1.0),
+            ),
+            inference_batch_size: histogram(
+                "specwatch_inference_batch_size",
+                "Windows per batched model run.",
+                &["model"],
+                (0..=10).map(|i| f64::from(1u32 << i)).collect(),
+            ),
+            detection_latency_seconds,
+            device_overflows_total: counter(
+                "specwatch_device_overflows_total",
+                "Overflows reported by the radio, per source.",
+                &["source"],
+            ),
+            stream_errors_total: counter(
+                "specwatch_stream_errors_total",
+                "Stream errors (timeouts, late commands, broken streams), per source.",
+                &["source"],
+            ),
+            store_write_errors_total,
+            store_rows: gauge("specwatch_store_rows", "Detections held in the store."),
+            source_up: gauge_vec(
+                "specwatch_source_up",
+                "1 while a source is streaming, 0 otherwise.",
+                &["source"],
+            ),
+            models_loaded: gauge("specwatch_models_loaded", "Models loaded."),
+            flowgraph_running: gauge(
+                "specwatch_flowgraph_running",
+                "1 while the flowgraph runs, 0 otherwise.",
+            ),
+            registry,
+        })
+    }
+
+    /// Counts one detection made by the sink: `specwatch_detections_total` and, when the
+    /// detection has them, the SNR and azimuth histograms.
+    pub fn record_detection(&self, d: &crate::store::Detection) {
+        self.detections_total
+            .with_label_values(&[d.model.as_str(), d.class.as_str()])
+            .inc();
+        if let Some(snr) = d.snr_db.filter(|v| v.is_finite()) {
+            self.detection_snr_db
+                .with_label_values(&[d.model.as_str()])
+                .observe(f64::from(snr));
+        }
+        if let Some(az) = d.azimuth_deg.filter(|v| v.is_finite()) {
+            self.detection_azimuth_degrees
+                .with_label_values(&[d.model.as_str()])
+                .observe(f64::from(az));
+        }
+    }
+
+    /// The registry's metrics in the Prometheus text exposition format (content type
+    /// [`Metrics::CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // The text encoder only fails on metric families that the registry cannot produce
+        // (no name, or a metric without a value), so an error here would be a bug in this
+        // module; say so in the exposition rather than serving nothing.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# specwatch: could not encode the metrics: {e}\n");
+        }
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    }
+
+    /// Content type of [`Metrics::render`]'s output.
+    pub const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_follow_the_interface() {
+        assert_eq!(linear(-20.0, 5.0, 30.0).len(), 11);
+        assert_eq!(linear(-180.0, 15.0, 180.0).first(), Some(&-180.0));
+        assert_eq!(linear(-180.0, 15.0, 180.0).last(), Some(&180.0));
+        let latency = one_two_five(0.0005, 1.0);
+        assert_eq!(latency.first(), Some(&0.0005));
+        assert!((latency.last().copied().unwrap_or(0.0) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn every_metric_is_rendered_once_used() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("specwatch_build_info{version=\""));
+        assert!(text.contains("specwatch_detections_dropped_total{reason=\"store_backlog\"} 0"));
+        assert!(text.contains("specwatch_detection_latency_seconds_bucket"));
+    }
+}

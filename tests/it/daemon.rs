@@ -1,0 +1,1100 @@
+//! The daemon: config validation, the flowgraph on replayed and synthetic sources (golden
+//! detections), failure modes (corrupt capture, NaN samples, card/graph mismatch), and
+//! `specwatch run` end to end — API, systemd notifications, durability across `kill -9`,
+//! clean exit on SIGTERM.
+//!
+//! Fixtures: `tests/data/tones.npy` (one channel) and `tests/data/array4.npy` (four channels,
+//! a plane wave on the 2×2 array), each with its sidecar (truth) and golden detections
+//! (`*.golden.json`), made by [`common::fixture`] — `fixtures_are_what_the_generator_makes`
+//! checks them, and `SPECWATCH_UPDATE_FIXTURES=1` rewrites captures and goldens. The model is
+//! the fixture band classifier, built in each test (never a default model).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use specwatch::config::Config;
+use specwatch::daemon::{ReplayRequest, replay};
+use specwatch::infer::RuntimeOptions;
+use specwatch::infer::runtime::runtime;
+
+use crate::common::{self, fixture};
+
+/// Whether ONNX Runtime loads; prints why not (fails under `SPECWATCH_REQUIRE_PYTHON=1`,
+/// where scripts/setup has provided it).
+fn runtime_available() -> bool {
+    match runtime(None) {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
+                panic!("{e}");
+            }
+            eprintln!("SKIPPED: {e}");
+            false
+        }
+    }
+}
+
+fn update_fixtures() -> bool {
+    std::env::var("SPECWATCH_UPDATE_FIXTURES").as_deref() == Ok("1")
+}
+
+/// The one-channel tone capture: noise, four tones (one per band) at 15–20 dB, noise.
+fn tone_segments() -> Vec<fixture::Segment> {
+    use fixture::Segment;
+    vec![
+        Segment {
+            freq: None,
+            samples: 1024,
+            snr_db: 0.0,
+        },
+        Segment {
+            freq: Some(0.1),
+            samples: 2048,
+            snr_db: 20.0,
+        },
+        Segment {
+            freq: Some(-0.3),
+            samples: 2048,
+            snr_db: 20.0,
+        },
+        Segment {
+            freq: None,
+            samples: 1024,
+            snr_db: 0.0,
+        },
+        Segment {
+            freq: Some(0.35),
+            samples: 2048,
+            snr_db: 15.0,
+        },
+        Segment {
+            freq: Some(-0.1),
+            samples: 1024,
+            snr_db: 15.0,
+        },
+    ]
+}
+
+/// The four-channel capture: a tone from azimuth 20°, elevation 10° between stretches of noise.
+fn array_segments() -> Vec<fixture::Segment> {
+    use fixture::Segment;
+    vec![
+        Segment {
+            freq: None,
+            samples: 512,
+            snr_db: 0.0,
+        },
+        Segment {
+            freq: Some(0.2),
+            samples: 2048,
+            snr_db: 20.0,
+        },
+        Segment {
+            freq: None,
+            samples: 512,
+            snr_db: 0.0,
+        },
+    ]
+}
+
+const ARRAY_ANGLES: (f64, f64) = (20.0, 10.0);
+
+fn tones_path() -> PathBuf {
+    common::data_dir().join("tones.npy")
+}
+
+fn array_path() -> PathBuf {
+    common::data_dir().join("array4.npy")
+}
+
+#[test]
+fn fixtures_are_what_the_generator_makes() {
+    let dir = common::scratch();
+    for (name, segments, channels, seed) in [
+        ("tones.npy", tone_segments(), 1, 7u64),
+        ("array4.npy", array_segments(), 4, 11u64),
+    ] {
+        let fresh = dir.path().join(name);
+        fixture::tone_capture(&fresh, &segments, channels, ARRAY_ANGLES, seed);
+        let committed = common::data_dir().join(name);
+        if update_fixtures() {
+            std::fs::copy(&fresh, &committed).expect("update capture");
+            std::fs::copy(
+                fresh.with_extension("json"),
+                committed.with_extension("json"),
+            )
+            .expect("update sidecar");
+        }
+        for (a, b) in [
+            (fresh.clone(), committed.clone()),
+            (
+                fresh.with_extension("json"),
+                committed.with_extension("json"),
+            ),
+        ] {
+            let (x, y) = (
+                std::fs::read(&a).expect("fresh"),
+                std::fs::read(&b).expect("committed"),
+            );
+            assert!(
+                x == y,
+                "{} differs from what the generator makes; run with SPECWATCH_UPDATE_FIXTURES=1 \
+                 if the change is intended",
+                b.display()
+            );
+        }
+        assert!(
+            std::fs::metadata(&committed).expect("size").len() < 1 << 20,
+            "fixtures stay under 1 MB"
+        );
+    }
+}
+
+/// A station config with the band model at `card` on a replay of the tone capture (which
+/// `specwatch replay` replaces by its capture): the SNR gate drops the noise-only windows, so
+/// the detections are the tones'.
+fn replay_config_file(dir: &Path, card: &Path, extra_model: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[station]
+name = "replay-test"
+
+[[source]]
+name = "recording"
+kind = "replay"
+path = "{}"
+
+[runtime]
+execution_provider = "cpu"
+intra_threads = 1
+
+[gate]
+kind = "snr"
+threshold_db = 6.0
+
+[[model]]
+card = "{}"
+source = "recording"
+batch_size = 8
+max_wait_ms = 5
+{extra_model}
+"#,
+        tones_path().display(),
+        card.display()
+    );
+    let path = dir.join("replay.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// `(class, sample_start, sample_count, channel)` of each detection line of `specwatch replay
+/// --json`, and the summary object.
+fn parse_replay(stdout: &str) -> (Vec<(String, u64, u64, u64)>, Value) {
+    let mut dets = Vec::new();
+    let mut summary = Value::Null;
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let Some(s) = v.get("summary") {
+            summary = s.clone();
+            continue;
+        }
+        for key in [
+            "class",
+            "confidence",
+            "sample_start",
+            "sample_count",
+            "channel",
+            "snr_db",
+        ] {
+            assert!(v.get(key).is_some(), "detection line lacks '{key}': {line}");
+        }
+        dets.push((
+            v["class"].as_str().expect("class").to_string(),
+            v["sample_start"].as_u64().expect("start"),
+            v["sample_count"].as_u64().expect("count"),
+            v["channel"].as_u64().expect("channel"),
+        ));
+    }
+    (dets, summary)
+}
+
+fn golden_path(capture: &Path) -> PathBuf {
+    capture.with_extension("golden.json")
+}
+
+/// Compares detections with the capture's golden file (rewriting it under
+/// `SPECWATCH_UPDATE_FIXTURES=1`).
+fn check_golden(capture: &Path, dets: &[(String, u64, u64, u64)]) {
+    let golden = golden_path(capture);
+    let as_json: Vec<Value> = dets
+        .iter()
+        .map(|(c, s, n, ch)| {
+            serde_json::json!({"class": c, "sample_start": s, "sample_count": n, "channel": ch})
+        })
+        .collect();
+    if update_fixtures() {
+        std::fs::write(
+            &golden,
+            serde_json::to_string_pretty(&as_json).expect("json") + "\n",
+        )
+        .expect("write golden");
+    }
+    let expected: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(&golden)
+            .expect("golden file (SPECWATCH_UPDATE_FIXTURES=1 makes it)"),
+    )
+    .expect("golden json");
+    assert_eq!(
+        as_json.len(),
+        expected.len(),
+        "detection count differs from {}",
+        golden.display()
+    );
+    for (i, (got, want)) in as_json.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "detection {i} differs from {}", golden.display());
+    }
+}
+
+/// Every detection lies inside one truth span and has its class.
+fn check_against_truth(capture: &Path, dets: &[(String, u64, u64, u64)]) {
+    let sidecar =
+        specwatch::iq::sidecar::Sidecar::load(&capture.with_extension("json")).expect("sidecar");
+    assert!(!dets.is_empty(), "no detections");
+    for (class, start, count, _) in dets {
+        let span = sidecar
+            .truth
+            .iter()
+            .find(|t| *start >= t.sample_start && start + count <= t.sample_start + t.sample_count)
+            .unwrap_or_else(|| {
+                panic!("detection at {start}+{count} ({class}) is outside every tone")
+            });
+        assert_eq!(class, &span.class, "window at {start}");
+    }
+    // Every tone window was found (the gate passes all of them at 15 dB and up).
+    let windows: u64 = sidecar.truth.iter().map(|t| t.sample_count / 128).sum();
+    assert_eq!(dets.len() as u64, windows, "one detection per tone window");
+}
+
+#[test]
+fn replay_regression_matches_golden_and_truth() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let config = replay_config_file(dir.path(), &card, "");
+    let capture = tones_path();
+    let out = Command::new(common::bin("specwatch"))
+        .args([
+            "replay",
+            capture.to_str().expect("utf-8"),
+            "--json",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("run specwatch replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (dets, summary) = parse_replay(&stdout);
+    assert_eq!(summary["samples"].as_u64(), Some(9216), "{summary}");
+    assert_eq!(summary["detections"].as_u64(), Some(dets.len() as u64));
+    check_against_truth(&capture, &dets);
+    check_golden(&capture, &dets);
+}
+
+#[test]
+fn replay_without_config_classifies_every_window() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let out = Command::new(common::bin("specwatch"))
+        .arg("replay")
+        .arg(tones_path())
+        .arg("--model")
+        .arg(&card)
+        .arg("--json")
+        .output()
+        .expect("run specwatch replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (dets, summary) = parse_replay(&String::from_utf8_lossy(&out.stdout));
+    // No gate by default: every one of the 72 windows is classified.
+    assert_eq!(dets.len(), 9216 / 128, "{summary}");
+    let starts: Vec<u64> = dets.iter().map(|d| d.1).collect();
+    let expected: Vec<u64> = (0..72).map(|w| w * 128).collect();
+    assert_eq!(starts, expected, "windows are contiguous and in order");
+    assert_eq!(summary["windows_classified"]["band128"].as_u64(), Some(72));
+}
+
+#[test]
+fn replay_multichannel_window_gets_a_music_bearing() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let config = replay_config_file(
+        dir.path(),
+        &card,
+        "channels = [0, 1, 2, 3]\n[model.doa]\narray = \"ura\"\nspacing_wavelengths = 0.5\nstep_deg = 2.0\n",
+    );
+    let capture = array_path();
+    let outcome = replay(&ReplayRequest {
+        capture: capture.clone(),
+        config: Some(config),
+        ..Default::default()
+    })
+    .expect("replay the array capture");
+    let dets: Vec<(String, u64, u64, u64)> = outcome
+        .detections
+        .iter()
+        .map(|d| {
+            (
+                d.class.clone(),
+                d.sample_start,
+                d.sample_count,
+                d.channel as u64,
+            )
+        })
+        .collect();
+    check_against_truth(&capture, &dets);
+    check_golden(&capture, &dets);
+    for d in &outcome.detections {
+        assert_eq!(d.channels, [0, 1, 2, 3]);
+        let (az, el) = (
+            d.azimuth_deg.expect("azimuth"),
+            d.elevation_deg.expect("elevation"),
+        );
+        // A 20 dB tone over 128 snapshots: MUSIC is well within 1° (tolerance 1°).
+        assert!((az - ARRAY_ANGLES.0 as f32).abs() < 1.0, "azimuth {az}");
+        assert!((el - ARRAY_ANGLES.1 as f32).abs() < 1.0, "elevation {el}");
+    }
+}
+
+#[test]
+fn several_models_run_side_by_side_on_one_source() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let a = fixture::band_model(dir.path(), "band128", 1, 128);
+    let b = fixture::band_model(dir.path(), "band64", 1, 64);
+    let outcome = replay(&ReplayRequest {
+        capture: tones_path(),
+        models: vec![a, b],
+        ..Default::default()
+    })
+    .expect("replay with two models");
+    let count = |m: &str| outcome.detections.iter().filter(|d| d.model == m).count();
+    assert_eq!(count("band128"), 72);
+    assert_eq!(count("band64"), 144);
+    // Both agree on a clean tone window: samples 1024..1152 hold the +0.1 tone.
+    for m in ["band128", "band64"] {
+        let d = outcome
+            .detections
+            .iter()
+            .find(|d| d.model == m && d.sample_start == 1024)
+            .expect("window at 1024");
+        assert_eq!(d.class, "pos-low", "{m}");
+    }
+}
+
+#[test]
+fn energy_gate_rejects_noise_bursts_of_the_synthetic_source() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let text = format!(
+        r#"
+[station]
+name = "gate-test"
+[runtime]
+execution_provider = "cpu"
+intra_threads = 1
+[[source]]
+name = "synth"
+kind = "synthetic"
+recipe = "rml2016a"
+snr_db = [20.0, 20.0]
+occupancy = 0.5
+burst_windows = 4
+windows = 400
+mode = "fast"
+[gate]
+kind = "energy"
+threshold_db = 6.0
+warmup_windows = 8
+[[model]]
+card = "{}"
+source = "synth"
+"#,
+        card.display()
+    );
+    let config = Config::parse(&text).expect("valid config");
+    let station = specwatch::flowgraph::Station::prepare(&config).expect("prepare");
+    let sink = specwatch::flowgraph::CollectingSink::new();
+    let metrics = specwatch::telemetry::Metrics::new();
+    let summary = station
+        .start(sink.clone(), metrics.clone())
+        .expect("start")
+        .join()
+        .expect("run");
+    let rejected = metrics
+        .windows_gate_rejected_total
+        .with_label_values(&["synth"])
+        .get();
+    let framed = metrics
+        .windows_framed_total
+        .with_label_values(&["synth"])
+        .get();
+    let detections = sink.take().len() as u64;
+    assert_eq!(framed, 400, "{summary:?}");
+    assert_eq!(summary.samples_in, vec![("synth".to_string(), 400 * 128)]);
+    // About half the bursts are noise only; at 20 dB the others pass (tolerance: 25 %..75 %).
+    assert!(
+        (100..=300).contains(&rejected),
+        "rejected {rejected} of {framed} windows"
+    );
+    assert_eq!(
+        detections + rejected,
+        framed,
+        "every passed window is classified"
+    );
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_windows_instead_of_stalling() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band64", 1, 64);
+    let mut config = specwatch::daemon::replay_config(&ReplayRequest {
+        capture: tones_path(),
+        models: vec![card],
+        ..Default::default()
+    })
+    .expect("config");
+    // A one-window queue and a long batch wait: the fast replay outruns the worker.
+    config.models[0].queue_capacity = 1;
+    config.models[0].batch_size = 1;
+    config.models[0].max_wait_ms = 0;
+    config.runtime.execution_provider = specwatch::config::ExecutionProvider::Cpu;
+    let station = specwatch::flowgraph::Station::prepare(&config).expect("prepare");
+    let sink = specwatch::flowgraph::CollectingSink::new();
+    let metrics = specwatch::telemetry::Metrics::new();
+    let summary = station
+        .start(sink.clone(), metrics.clone())
+        .expect("start")
+        .join()
+        .expect("run");
+    let classified = metrics
+        .windows_classified_total
+        .with_label_values(&["band64"])
+        .get();
+    let dropped = metrics
+        .windows_dropped_total
+        .with_label_values(&["band64", "queue_full"])
+        .get();
+    assert_eq!(
+        classified + dropped,
+        144,
+        "every window is either classified or counted as dropped ({summary:?})"
+    );
+    assert_eq!(sink.take().len() as u64, classified);
+}
+
+// ---------------------------------------------------------------- config errors
+
+fn problems(text: &str) -> String {
+    Config::parse(text)
+        .expect_err("config must be refused")
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const MINIMAL: &str = r#"
+[station]
+name = "t"
+[[source]]
+name = "s"
+kind = "synthetic"
+[[model]]
+card = "models/amc128.json"
+source = "s"
+"#;
+
+#[test]
+fn minimal_config_takes_the_documented_defaults() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    assert_eq!(c.api.listen, "127.0.0.1:9930");
+    assert_eq!(c.models[0].batch_size, 32);
+    assert_eq!(c.gate.kind, specwatch::config::GateKind::PassAll);
+    assert_eq!(c.sources[0].kind.declared_channels(), Some(1));
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let unknown = problems(&MINIMAL.replace(
+        "kind = \"synthetic\"",
+        "kind = \"synthetic\"\nsampel_rate_hz = 1",
+    ));
+    assert!(
+        unknown.contains("source[0]") && unknown.contains("unknown field `sampel_rate_hz`"),
+        "{unknown}"
+    );
+    let top = problems(&format!("{MINIMAL}\n[stor]\npath = \"x\"\n"));
+    assert!(top.contains("unknown field `stor`"), "{top}");
+    assert!(
+        top.contains("line"),
+        "syntax-level errors give the line: {top}"
+    );
+
+    let negative = problems(&MINIMAL.replace(
+        "kind = \"synthetic\"",
+        "kind = \"synthetic\"\nsample_rate_hz = -1",
+    ));
+    assert!(
+        negative.contains("source[0].sample_rate_hz: expected > 0, got -1"),
+        "{negative}"
+    );
+    let wrong_type = problems(&format!("{MINIMAL}batch_size = \"many\"\n"));
+    assert!(wrong_type.contains("model[0].batch_size"), "{wrong_type}");
+
+    let wrong_kind_key = problems(&MINIMAL.replace(
+        "kind = \"synthetic\"",
+        "kind = \"replay\"\npath = \"x.npy\"\ngain_db = 3",
+    ));
+    assert!(
+        wrong_kind_key.contains("source[0]") && wrong_kind_key.contains("unknown field `gain_db`"),
+        "{wrong_kind_key}"
+    );
+    let no_source = problems(&MINIMAL.replace("source = \"s\"", "source = \"nope\""));
+    assert!(
+        no_source.contains("model[0].source: no source named 'nope'"),
+        "{no_source}"
+    );
+    let bad_kind = problems(&MINIMAL.replace("kind = \"synthetic\"", "kind = \"radio\""));
+    assert!(
+        bad_kind.contains("source[0].kind: unknown source kind 'radio'"),
+        "{bad_kind}"
+    );
+    let gate = problems(&format!(
+        "{MINIMAL}[gate]\nkind = \"pass_all\"\nthreshold_db = 3\n"
+    ));
+    assert!(
+        gate.contains("gate.threshold_db: not taken by gate kind 'pass_all'"),
+        "{gate}"
+    );
+    let listen = problems(&format!("{MINIMAL}[api]\nlisten = \"localhost\"\n"));
+    assert!(listen.contains("api.listen"), "{listen}");
+    let retention = problems(&format!("{MINIMAL}[store]\nretention_max_age = \"1w\"\n"));
+    assert!(retention.contains("store.retention_max_age"), "{retention}");
+    let uhd = problems(&MINIMAL.replace(
+        "kind = \"synthetic\"",
+        "kind = \"uhd\"\naddresses = []\ncenter_freq_hz = 1e9\nsample_rate_hz = 1e6\nclock_source = \"atomic\"",
+    ));
+    assert!(uhd.contains("source[0].addresses"), "{uhd}");
+    assert!(uhd.contains("source[0].clock_source"), "{uhd}");
+    // Several problems are reported together.
+    let many = problems(&MINIMAL.replace(
+        "kind = \"synthetic\"",
+        "kind = \"synthetic\"\noccupancy = 2.0\nburst_windows = 0",
+    ));
+    assert!(
+        many.contains("occupancy") && many.contains("burst_windows"),
+        "{many}"
+    );
+}
+
+#[test]
+fn check_refuses_a_bad_config_naming_file_and_key() {
+    let dir = common::scratch();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        MINIMAL.replace(
+            "kind = \"synthetic\"",
+            "kind = \"synthetic\"\nsnr_db = [10.0, 0.0]",
+        ),
+    )
+    .expect("write");
+    let out = Command::new(common::bin("specwatch"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run specwatch check");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("source[0].snr_db"), "{stderr}");
+}
+
+#[test]
+fn check_loads_models_and_names_a_card_that_disagrees_with_its_graph() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let store = dir.path().join("state/db.sqlite");
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[station]\nname = \"t\"\n[store]\npath = \"{}\"\n[[source]]\nname = \"s\"\nkind = \"replay\"\npath = \"{}\"\n[[model]]\ncard = \"{}\"\nsource = \"s\"\n",
+            store.display(),
+            tones_path().display(),
+            card.display()
+        ),
+    )
+    .expect("write config");
+    let ok = Command::new(common::bin("specwatch"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run check");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout.contains("model 'band128'") && stdout.contains("on CPU"),
+        "{stdout}"
+    );
+    assert!(store.is_file(), "check opened (and so created) the store");
+
+    // The card now says 64-sample windows; the graph takes 128.
+    let text = std::fs::read_to_string(&card).expect("card");
+    std::fs::write(&card, text.replace("128", "64")).expect("rewrite card");
+    let bad = Command::new(common::bin("specwatch"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run check");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("model[0].card") && stderr.contains("band128.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_flowgraph_config_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("flowgraphs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("flowgraphs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "demo.toml",
+        "replay.toml",
+        "soapy-amc.toml",
+        "x300-aoa.toml",
+    ] {
+        assert!(names.iter().any(|n| n == want), "flowgraphs/{want} missing");
+    }
+    let x300 = Config::load(&dir.join("x300-aoa.toml")).expect("x300");
+    let uhd = x300
+        .sources
+        .iter()
+        .find(|s| s.kind.name() == "uhd")
+        .expect("a uhd source");
+    assert_eq!(uhd.kind.declared_channels(), Some(4));
+    assert!(
+        x300.models
+            .iter()
+            .any(|m| m.doa.is_some() && m.channels.as_ref().is_some_and(|c| c.len() == 4))
+    );
+    let can_load = runtime_available();
+    for path in &files {
+        let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        for (i, m) in config.models.iter().enumerate() {
+            // Relative card paths are relative to the working directory: the repository root.
+            let card = Path::new(env!("CARGO_MANIFEST_DIR")).join(&m.card);
+            if !card.is_file() {
+                eprintln!(
+                    "SKIPPED loading model[{i}] of {}: {} is not there (models are made by specwatch-train)",
+                    path.display(),
+                    m.card.display()
+                );
+                continue;
+            }
+            if !can_load {
+                continue;
+            }
+            let model = specwatch::infer::Model::load(&card, &RuntimeOptions::default())
+                .unwrap_or_else(|e| panic!("{}: model[{i}]: {e}", path.display()));
+            let window_channels = m.channels.as_ref().map_or(model.card().channels, Vec::len);
+            assert!(
+                window_channels >= model.card().channels,
+                "{}: model[{i}] channels",
+                path.display()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- failures of input
+
+fn replay_fails(capture: &Path, card: &Path) -> String {
+    let out = Command::new(common::bin("specwatch"))
+        .arg("replay")
+        .arg(capture)
+        .arg("--model")
+        .arg(card)
+        .output()
+        .expect("run replay");
+    assert!(
+        !out.status.success(),
+        "replay of {} should fail",
+        capture.display()
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn corrupt_or_nan_capture_fails_with_a_clear_error() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+
+    // Truncated: the header promises 9216 samples, the file holds fewer.
+    let bytes = std::fs::read(tones_path()).expect("tones");
+    let truncated = dir.path().join("truncated.npy");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let err = replay_fails(&truncated, &card);
+    assert!(err.contains("truncated.npy"), "{err}");
+
+    // Not a capture at all.
+    let garbage = dir.path().join("garbage.npy");
+    std::fs::write(&garbage, b"this is not numpy").expect("write");
+    let err = replay_fails(&garbage, &card);
+    assert!(err.contains("garbage.npy"), "{err}");
+
+    // A NaN in the middle: named by channel and sample index.
+    let mut data: Vec<specwatch::iq::C32> = vec![specwatch::iq::C32::new(0.5, -0.5); 4096];
+    data[3000].re = f32::NAN;
+    let nan = dir.path().join("nan.npy");
+    specwatch::iq::npy::write_array(&nan, &[4096], &data).expect("write");
+    let err = replay_fails(&nan, &card);
+    assert!(
+        err.contains("nan.npy")
+            && err.contains("channel 0, sample 3000")
+            && err.contains("not a finite number"),
+        "{err}"
+    );
+}
+
+#[test]
+fn model_whose_card_disagrees_with_its_graph_is_refused() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&card).expect("card")).expect("json");
+    v["classes"] = serde_json::json!(["a", "b", "c"]);
+    std::fs::write(&card, v.to_string()).expect("write");
+    let err = replay_fails(&tones_path(), &card);
+    assert!(err.contains("band128.json"), "{err}");
+    assert!(
+        err.contains("class"),
+        "the message says what disagrees: {err}"
+    );
+}
+
+#[test]
+fn model_channels_must_fit_the_capture() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band4ch", 4, 128);
+    let err = replay(&ReplayRequest {
+        capture: tones_path(),
+        models: vec![card],
+        ..Default::default()
+    })
+    .expect_err("a 4-channel model on a 1-channel capture");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("model[0].channels") && msg.contains("1 channel"),
+        "{msg}"
+    );
+}
+
+// ---------------------------------------------------------------- specwatch run
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `specwatch run`; its log (stderr) goes to `log`.
+    fn start(config: &Path, addr: SocketAddr, notify: Option<&Path>, log: PathBuf) -> Daemon {
+        let mut cmd = Command::new(common::bin("specwatch"));
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .env("SPECWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(sock) = notify {
+            cmd.env("NOTIFY_SOCKET", sock)
+                .env("WATCHDOG_USEC", "400000");
+        }
+        let child = cmd.spawn().expect("start specwatch run");
+        Daemon { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for `/readyz` to answer 200.
+    fn wait_ready(&mut self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(90) {
+            if let Some(status) = self.child.try_wait().expect("poll") {
+                panic!("specwatch run exited early ({status}): {}", self.log());
+            }
+            if let Ok((200, _)) = http_get(self.addr, "/readyz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("specwatch run did not become ready within 90 s");
+    }
+
+    /// Every stored detection, following the cursor.
+    fn detections(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<i64> = None;
+        loop {
+            let path = match cursor {
+                Some(c) => format!("/detections?limit=10000&cursor={c}"),
+                None => "/detections?limit=10000".to_string(),
+            };
+            let (status, body) = http_get(self.addr, &path).expect("GET /detections");
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).expect("detections json");
+            all.extend(v["detections"].as_array().expect("array").iter().cloned());
+            match v["next_cursor"].as_i64() {
+                Some(c) => cursor = Some(c),
+                None => return all,
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit (at most 60 s); its status and stderr.
+    fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("poll") {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!("specwatch run did not exit within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.log())
+    }
+}
+
+fn notifications(sock: &UnixDatagram) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+    }
+    out
+}
+
+#[test]
+fn run_serves_detections_that_survive_kill_9_and_stops_cleanly_on_sigterm() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let store = dir.path().join("state/detections.sqlite");
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[station]
+name = "durability"
+[api]
+listen = "{addr}"
+[runtime]
+execution_provider = "cpu"
+intra_threads = 1
+[store]
+path = "{}"
+flush_interval_ms = 20
+[[source]]
+name = "tones"
+kind = "replay"
+path = "{}"
+mode = "paced"
+loop = true
+sample_rate_hz = 50000.0
+[gate]
+kind = "snr"
+threshold_db = 6.0
+[[model]]
+card = "{}"
+source = "tones"
+batch_size = 4
+max_wait_ms = 10
+"#,
+            store.display(),
+            tones_path().display(),
+            card.display()
+        ),
+    )
+    .expect("write config");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+
+    let mut first = Daemon::start(&config, addr, Some(&sock_path), dir.path().join("run1.log"));
+    first.wait_ready();
+    let t0 = Instant::now();
+    let seen = loop {
+        let d = first.detections();
+        if d.len() >= 20 {
+            break d;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "fewer than 20 detections after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let sent = notifications(&sock);
+    assert!(sent.iter().any(|m| m == "READY=1"), "{sent:?}");
+    first.signal("-KILL");
+    let (status, _) = first.wait_exit();
+    assert!(!status.success(), "killed");
+
+    let mut second = Daemon::start(&config, addr, Some(&sock_path), dir.path().join("run2.log"));
+    second.wait_ready();
+    let after = second.detections();
+    for d in &seen {
+        let id = d["id"].as_i64().expect("id");
+        let found = after
+            .iter()
+            .find(|a| a["id"].as_i64() == Some(id))
+            .unwrap_or_else(|| panic!("detection {id} returned before kill -9 is gone"));
+        assert_eq!(found, d, "detection {id} changed");
+    }
+    // The watchdog is fed while the flowgraph runs (WATCHDOG_USEC = 0.4 s).
+    std::thread::sleep(Duration::from_millis(900));
+    second.signal("-TERM");
+    let (status, stderr) = second.wait_exit();
+    assert!(
+        status.success(),
+        "SIGTERM must end with exit 0: {status}\n{stderr}"
+    );
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    let sent = notifications(&sock);
+    for want in ["READY=1", "WATCHDOG=1", "STOPPING=1"] {
+        assert!(sent.iter().any(|m| m == want), "no {want} in {sent:?}");
+    }
+
+    let store = specwatch::store::Store::open(
+        &specwatch::store::StoreConfig::new(&store),
+        specwatch::telemetry::Metrics::new(),
+    )
+    .expect("reopen the store");
+    store.integrity_check().expect("integrity_check ok");
+    store.close().expect("close");
+}
+
+#[test]
+fn devices_says_what_is_compiled_in() {
+    let out = Command::new(common::bin("specwatch"))
+        .arg("devices")
+        .output()
+        .expect("run devices");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for backend in ["UHD", "Soapy"] {
+        assert!(stdout.contains(backend), "{stdout}");
+    }
+    if !cfg!(feature = "uhd") {
+        assert!(stdout.contains("UHD: not compiled in"), "{stdout}");
+    }
+}
