@@ -5,6 +5,7 @@ mod common;
 mod channel;
 mod cli;
 mod dataset;
+mod deploy;
 mod dsp;
 mod infer;
 mod iq_files;
