@@ -251,6 +251,11 @@ fn systemd_unit_states_the_service_contract() {
     assert_eq!(one("PrivateTmp"), "yes");
     assert_eq!(one("NoNewPrivileges"), "yes");
     assert_eq!(one("LimitMEMLOCK"), "infinity");
+    assert!(
+        service["Environment"]
+            .contains(&"ORT_DYLIB_PATH=/usr/lib/specwatch/libonnxruntime.so".to_string()),
+        "the unit does not point ONNX Runtime at the installed library"
+    );
     assert!(one("LimitRTPRIO").parse::<u32>().is_ok_and(|p| p > 0));
     assert_eq!(one("CapabilityBoundingSet"), "", "no capabilities");
     assert!(service["DeviceAllow"].contains(&"char-usb_device rw".to_string()));
