@@ -6,6 +6,7 @@ mod channel;
 mod cli;
 mod daemon;
 mod dataset;
+mod deploy;
 mod dsp;
 mod infer;
 mod iq_files;
