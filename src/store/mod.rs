@@ -261,6 +261,10 @@ pub trait DetectionSink: Send + Sync {
 }
 
 /// Requests to the writer thread.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "Write is nearly every message; boxing it would add an allocation per detection"
+)]
 enum Command {
     Write(Detection),
     /// Commit everything queued so far, then answer.

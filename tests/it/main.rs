@@ -2,6 +2,7 @@
 
 mod common;
 
+mod api;
 mod channel;
 mod cli;
 mod dataset;
@@ -10,4 +11,5 @@ mod infer;
 mod iq_files;
 mod onnx;
 mod radioml;
+mod store;
 mod synth;
