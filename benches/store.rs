@@ -168,6 +168,10 @@ fn main() {
             "channel=2&min_confidence=0.9&limit=100".to_owned(),
         ),
         (
+            "class + channel, mid-table",
+            format!("class=bpsk&channel=0&limit=100&cursor={}", rows / 2),
+        ),
+        (
             "model + class + last hour",
             format!(
                 "model=aoa-net&class=fm&since={}&limit=100",
@@ -191,16 +195,24 @@ fn main() {
 
     let total = REQUESTS_PER_SECOND * seconds;
     let interval = Duration::from_nanos(1_000_000_000 / REQUESTS_PER_SECOND);
-    let clients = 8;
+    // Clients take the next scheduled request as they come free, so a slow answer delays
+    // only the requests that find every client busy.
+    let clients = 16;
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now() + Duration::from_millis(100);
     let results: Vec<Vec<(usize, Duration, usize)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
-            .map(|c| {
+            .map(|_| {
                 let agent = agent.clone();
                 let filters = &filters;
+                let next = &next;
                 scope.spawn(move || {
                     let mut out = Vec::new();
-                    for n in (c..total as usize).step_by(clients) {
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if n >= total as usize {
+                            break;
+                        }
                         let scheduled = start + interval * n as u32;
                         if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);

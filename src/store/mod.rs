@@ -366,7 +366,9 @@ impl Store {
             readers: Mutex::new(vec![reader]),
         });
         let (commands, queue) = mpsc::sync_channel(cfg.queue_capacity);
-        let mut state = writer::WriterState::new(conn, cfg.clone(), rows, Arc::clone(&shared));
+        let time_state = schema::time_state(&conn, &cfg.path)?;
+        let mut state =
+            writer::WriterState::new(conn, cfg.clone(), rows, time_state, Arc::clone(&shared));
         state.apply_retention()?;
         let thread = std::thread::Builder::new()
             .name("specwatch-store".into())
@@ -404,11 +406,11 @@ impl Store {
             let mut pool = shared.readers.lock().unwrap_or_else(|p| p.into_inner());
             pool.pop()
         };
-        let conn = match conn {
+        let mut conn = match conn {
             Some(c) => c,
             None => schema::open_for_reading(&shared.path)?,
         };
-        let result = query::run(&conn, &shared.path, q);
+        let result = query::run(&mut conn, &shared.path, q);
         shared
             .readers
             .lock()
