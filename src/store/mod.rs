@@ -51,7 +51,8 @@ pub use schema::{SCHEMA_VERSION, integrity_check};
 /// The largest page a query may ask for.
 pub const MAX_QUERY_LIMIT: usize = 10_000;
 
-/// How often the writer thread applies retention (also once when the store opens).
+/// How often the writer thread applies retention and refreshes the query planner's statistics
+/// (also once when the store opens).
 pub const RETENTION_PERIOD: Duration = Duration::from_secs(30);
 
 /// Committed detections buffered per [`Store::subscribe`] receiver before a slow one lags.

@@ -251,12 +251,14 @@ impl WriterState {
                 }
                 Ok(Command::Stop(reply)) => {
                     let result = self.commit(&mut pending);
+                    self.checkpoint();
                     let _asker_gone = reply.send(result);
                     break;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     let _counted = self.commit(&mut pending);
+                    self.checkpoint();
                     break;
                 }
             }
@@ -272,6 +274,17 @@ impl WriterState {
             }
         }
         self.shared.writable.store(false, Ordering::Relaxed);
+    }
+
+    /// Moves the write-ahead log into the database file and empties it, so a stopped store is
+    /// one file. Committed data is safe either way; a failure is only logged.
+    fn checkpoint(&self) {
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(
+                "detection store {}: cannot checkpoint the write-ahead log on close: {e}",
+                self.shared.path.display()
+            );
+        }
     }
 
     /// Commits `pending` in one transaction (retried [`COMMIT_ATTEMPTS`] times), then publishes
@@ -406,9 +419,12 @@ impl WriterState {
 
     /// Deletes detections observed longer ago than `retention_max_age`, then the oldest beyond
     /// `retention_max_rows`, in one transaction. Returns how many were deleted.
+    /// Afterwards the planner's statistics are refreshed where stale (also when no retention is
+    /// configured: this is the writer's periodic upkeep).
     pub(super) fn apply_retention(&mut self) -> Result<u64, StoreError> {
         self.last_retention = Instant::now();
         if self.cfg.retention_max_age.is_none() && self.cfg.retention_max_rows.is_none() {
+            optimize(&self.conn, &self.shared.path)?;
             return Ok(0);
         }
         let path = self.shared.path.clone();
