@@ -51,7 +51,8 @@ pub use schema::{SCHEMA_VERSION, integrity_check};
 /// The largest page a query may ask for.
 pub const MAX_QUERY_LIMIT: usize = 10_000;
 
-/// How often the writer thread applies retention (also once when the store opens).
+/// How often the writer thread applies retention and refreshes the query planner's statistics
+/// (also once when the store opens).
 pub const RETENTION_PERIOD: Duration = Duration::from_secs(30);
 
 /// Committed detections buffered per [`Store::subscribe`] receiver before a slow one lags.
@@ -261,6 +262,10 @@ pub trait DetectionSink: Send + Sync {
 }
 
 /// Requests to the writer thread.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "Write is nearly every message; boxing it would add an allocation per detection"
+)]
 enum Command {
     Write(Detection),
     /// Commit everything queued so far, then answer.
@@ -362,7 +367,9 @@ impl Store {
             readers: Mutex::new(vec![reader]),
         });
         let (commands, queue) = mpsc::sync_channel(cfg.queue_capacity);
-        let mut state = writer::WriterState::new(conn, cfg.clone(), rows, Arc::clone(&shared));
+        let time_state = schema::time_state(&conn, &cfg.path)?;
+        let mut state =
+            writer::WriterState::new(conn, cfg.clone(), rows, time_state, Arc::clone(&shared));
         state.apply_retention()?;
         let thread = std::thread::Builder::new()
             .name("specwatch-store".into())
@@ -400,11 +407,11 @@ impl Store {
             let mut pool = shared.readers.lock().unwrap_or_else(|p| p.into_inner());
             pool.pop()
         };
-        let conn = match conn {
+        let mut conn = match conn {
             Some(c) => c,
             None => schema::open_for_reading(&shared.path)?,
         };
-        let result = query::run(&conn, &shared.path, q);
+        let result = query::run(&mut conn, &shared.path, q);
         shared
             .readers
             .lock()

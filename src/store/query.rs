@@ -3,15 +3,15 @@
 use std::path::Path;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row};
+use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::schema::classify;
+use super::schema::{MAX_TIME_LAG_KEY, classify};
 use super::{Detection, DetectionPage, DetectionQuery, MAX_QUERY_LIMIT, StoreError};
 
 /// Columns in the order [`detection_from_row`] reads them.
-pub(super) const COLUMNS: &str = "id, time_ns, stream, sample_start, sample_count, channel, channels, \
-     center_freq_hz, model, model_version, class, confidence, top_k, snr_db, azimuth_deg, \
-     elevation_deg, windows, observed_ns";
+pub(super) const COLUMNS: &str = "d.id, d.time_ns, d.stream, d.sample_start, d.sample_count, \
+     d.channel, d.channels, d.center_freq_hz, d.model, d.model_version, d.class, d.confidence, \
+     d.top_k, d.snr_db, d.azimuth_deg, d.elevation_deg, d.windows, d.observed_ns";
 
 /// Checks the parts of a query that SQL would not reject by itself.
 pub(super) fn validate(q: &DetectionQuery) -> Result<(), StoreError> {
@@ -40,15 +40,102 @@ pub(super) fn validate(q: &DetectionQuery) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Runs `q` on a read connection.
+/// The id range that can hold detections of `q`'s time range, from `time_high_ns` (which
+/// never decreases with the id) and the store's largest time lag:
+/// - a row with `time_ns >= since` has `time_high_ns >= since`, so its id is at least the
+///   first id whose `time_high_ns >= since`;
+/// - a row with `time_ns < until` has `time_high_ns <= time_ns + max_lag < until + max_lag`, so
+///   its id is at most the last id whose `time_high_ns < until + max_lag`.
+///
+/// Both are index lookups; the query then scans ids in order from the start of the range and
+/// stops at its end, instead of from the first row to the last. `None` when no row can match.
+fn time_bounds(conn: &Connection, q: &DetectionQuery) -> rusqlite::Result<Option<(i64, i64)>> {
+    let mut low = 1;
+    let mut high = i64::MAX;
+    if let Some(since) = q.since_ns {
+        let first: Option<i64> = conn
+            .prepare_cached(
+                "SELECT id FROM detections WHERE time_high_ns >= ?1 ORDER BY time_high_ns LIMIT 1",
+            )?
+            .query_row([since], |r| r.get(0))
+            .optional()?;
+        match first {
+            Some(id) => low = id,
+            None => return Ok(None),
+        }
+    }
+    if let Some(until) = q.until_ns {
+        let max_lag: i64 = conn
+            .prepare_cached("SELECT value FROM store_meta WHERE key = ?1")?
+            .query_row([MAX_TIME_LAG_KEY], |r| r.get(0))?;
+        if let Some(limit) = until.checked_add(max_lag) {
+            let last: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT id FROM detections WHERE time_high_ns < ?1 \
+                     ORDER BY time_high_ns DESC LIMIT 1",
+                )?
+                .query_row([limit], |r| r.get(0))
+                .optional()?;
+            match last {
+                Some(id) => high = id,
+                None => return Ok(None),
+            }
+        }
+    }
+    Ok(Some((low, high)))
+}
+
+/// Runs `q` on a read connection, in one read transaction so that every step sees the same
+/// committed snapshot.
 pub(super) fn run(
-    conn: &Connection,
+    conn: &mut Connection,
     path: &Path,
     q: &DetectionQuery,
 ) -> Result<DetectionPage, StoreError> {
     validate(q)?;
-    let mut sql = format!("SELECT {COLUMNS} FROM detections d WHERE d.id > ?");
-    let mut params: Vec<Value> = vec![Value::Integer(q.cursor.unwrap_or(0))];
+    let failed = |e| classify(path, "query detections", e);
+    let tx = conn.transaction().map_err(failed)?;
+    let page = run_in(&tx, q).map_err(failed)?;
+    tx.commit().map_err(failed)?;
+    Ok(page)
+}
+
+fn run_in(conn: &Connection, q: &DetectionQuery) -> rusqlite::Result<DetectionPage> {
+    let empty = DetectionPage {
+        detections: Vec::new(),
+        next_cursor: None,
+    };
+    let Some((time_low, high)) = time_bounds(conn, q)? else {
+        return Ok(empty);
+    };
+    let low = time_low.max(q.cursor.map_or(1, |c| c.saturating_add(1)));
+    if low > high {
+        return Ok(empty);
+    }
+
+    // With a channel, walk that channel's index in id order (empty for a channel never seen);
+    // otherwise the detections in id order. The planner may still prefer a class or model
+    // index within the same id range.
+    let (mut sql, id) = match q.channel {
+        Some(_) => (
+            format!(
+                "SELECT {COLUMNS} FROM detection_channels c JOIN detections d \
+                 ON d.id = c.detection_id WHERE c.channel = ? AND c.detection_id >= ? \
+                 AND c.detection_id <= ?"
+            ),
+            "c.detection_id",
+        ),
+        None => (
+            format!("SELECT {COLUMNS} FROM detections d WHERE d.id >= ? AND d.id <= ?"),
+            "d.id",
+        ),
+    };
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(channel) = q.channel {
+        params.push(Value::Integer(i64::from(channel)));
+    }
+    params.push(Value::Integer(low));
+    params.push(Value::Integer(high));
     if let Some(since) = q.since_ns {
         sql.push_str(" AND d.time_ns >= ?");
         params.push(Value::Integer(since));
@@ -69,22 +156,14 @@ pub(super) fn run(
         sql.push_str(" AND d.confidence >= ?");
         params.push(Value::Real(f64::from(min)));
     }
-    if let Some(channel) = q.channel {
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM detection_channels c WHERE c.detection_id = d.id AND c.channel = ?)",
-        );
-        params.push(Value::Integer(i64::from(channel)));
-    }
     // One row more than asked tells whether another page follows.
-    sql.push_str(" ORDER BY d.id LIMIT ?");
+    sql.push_str(&format!(" ORDER BY {id} LIMIT ?"));
     params.push(Value::Integer(q.limit as i64 + 1));
 
-    let failed = |e| classify(path, "query detections", e);
-    let mut stmt = conn.prepare_cached(&sql).map_err(failed)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut detections = stmt
-        .query_map(rusqlite::params_from_iter(params), detection_from_row)
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(failed)?;
+        .query_map(rusqlite::params_from_iter(params), detection_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if detections.len() > q.limit {
         detections.truncate(q.limit);
         detections.last().map(|d| d.id)

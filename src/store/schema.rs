@@ -20,7 +20,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// - `detections`: one row per detection; `AUTOINCREMENT` so that ids are never reused after
 ///   retention deletes rows, which keeps cursors stable. `channels` and `top_k` are JSON arrays.
+///   `time_high_ns` is the largest `time_ns` inserted up to and including the row: it never
+///   decreases with the id, so a time bound becomes an id range (see `query`).
 /// - `detection_channels`: every channel a detection covers, for the channel filter.
+/// - `store_meta`: `max_time_lag_ns`, the largest `time_high_ns - time_ns` ever inserted.
 /// - Indexes for the filters (time, class, model, channel) and for retention by age.
 const SCHEMA: &str = "
 CREATE TABLE detections (
@@ -41,9 +44,11 @@ CREATE TABLE detections (
     azimuth_deg    REAL,
     elevation_deg  REAL,
     windows        INTEGER NOT NULL,
-    observed_ns    INTEGER NOT NULL
+    observed_ns    INTEGER NOT NULL,
+    time_high_ns   INTEGER NOT NULL
 );
 CREATE INDEX detections_by_time ON detections (time_ns);
+CREATE INDEX detections_by_time_high ON detections (time_high_ns);
 CREATE INDEX detections_by_class ON detections (class, id);
 CREATE INDEX detections_by_model ON detections (model, id);
 CREATE INDEX detections_by_observed ON detections (observed_ns);
@@ -53,7 +58,15 @@ CREATE TABLE detection_channels (
     PRIMARY KEY (detection_id, channel)
 ) WITHOUT ROWID;
 CREATE INDEX detection_channels_by_channel ON detection_channels (channel, detection_id);
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO store_meta (key, value) VALUES ('max_time_lag_ns', 0);
 ";
+
+/// `store_meta` key of the largest lag of a detection's time behind the newest time before it.
+pub(super) const MAX_TIME_LAG_KEY: &str = "max_time_lag_ns";
 
 /// Maps an SQLite error met while opening or checking `path` to the [`StoreError`] that says
 /// what to do about it.
@@ -154,6 +167,7 @@ pub(super) fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| classify(path, "set synchronous=NORMAL", e))?;
+    optimize(&conn, path)?;
     // Prove the write lock can be taken (a read-only file opens fine and fails only here).
     conn.execute_batch("BEGIN IMMEDIATE; UPDATE sqlite_sequence SET seq = seq WHERE 0; COMMIT;")
         .map_err(|e| {
@@ -171,6 +185,29 @@ fn create_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         let _rollback = conn.execute_batch("ROLLBACK");
         classify(path, "create the schema", e)
     })
+}
+
+/// Refreshes the query planner's statistics where they are stale (`PRAGMA optimize`, with a
+/// bounded analysis so it stays fast on large stores), so it picks the most selective index.
+pub(super) fn optimize(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+        .map_err(|e| classify(path, "refresh planner statistics", e))
+}
+
+/// The writer's running time state: the newest `time_ns` so far (`None` in an empty store)
+/// and the largest lag behind it.
+pub(super) fn time_state(conn: &Connection, path: &Path) -> Result<(Option<i64>, i64), StoreError> {
+    let high: Option<i64> = conn
+        .query_row("SELECT max(time_high_ns) FROM detections", [], |r| r.get(0))
+        .map_err(|e| classify(path, "read the newest detection time", e))?;
+    let lag: i64 = conn
+        .query_row(
+            "SELECT value FROM store_meta WHERE key = ?1",
+            [MAX_TIME_LAG_KEY],
+            |r| r.get(0),
+        )
+        .map_err(|e| classify(path, "read max_time_lag_ns", e))?;
+    Ok((high, lag))
 }
 
 /// Opens a read-only connection for queries. It sees committed transactions only.

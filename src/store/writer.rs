@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::schema::{classify, count_rows};
+use super::schema::{MAX_TIME_LAG_KEY, classify, count_rows, optimize};
 use super::{Command, Detection, RETENTION_PERIOD, Shared, StoreConfig, StoreError};
 
 /// Attempts at committing one batch before its detections are dropped.
@@ -100,7 +100,39 @@ pub(super) struct WriterState {
     rows: u64,
     shared: Arc<Shared>,
     open_runs: HashMap<RunKey, OpenRun>,
+    time: TimeState,
     last_retention: Instant,
+}
+
+/// What the writer knows about detection times, to fill `time_high_ns` and
+/// `store_meta.max_time_lag_ns`.
+#[derive(Debug, Clone, Copy)]
+struct TimeState {
+    /// Newest `time_ns` inserted so far (the next row's `time_high_ns` is at least this).
+    high: Option<i64>,
+    /// Largest `time_high_ns - time_ns` inserted so far (mirrors `store_meta`).
+    max_lag: i64,
+}
+
+impl TimeState {
+    /// Inserts `d` as a new row, keeping `time_high_ns` and the maximum lag up to date.
+    fn insert(&mut self, tx: &Transaction, d: &Detection) -> rusqlite::Result<Detection> {
+        let high = self.high.map_or(d.time_ns, |h| h.max(d.time_ns));
+        self.high = Some(high);
+        let lag = high.saturating_sub(d.time_ns);
+        if lag > self.max_lag {
+            self.max_lag = lag;
+            tx.prepare_cached("UPDATE store_meta SET value = ?2 WHERE key = ?1")?
+                .execute(params![MAX_TIME_LAG_KEY, lag])?;
+        }
+        insert_record(tx, d, high)
+    }
+}
+
+/// The writer's in-memory state that a failed transaction must roll back.
+struct Rollback {
+    open_runs: HashMap<RunKey, OpenRun>,
+    time: TimeState,
 }
 
 fn now_ns() -> i64 {
@@ -156,6 +188,7 @@ impl WriterState {
         conn: Connection,
         cfg: StoreConfig,
         rows: u64,
+        time_state: (Option<i64>, i64),
         shared: Arc<Shared>,
     ) -> WriterState {
         WriterState {
@@ -164,8 +197,24 @@ impl WriterState {
             rows,
             shared,
             open_runs: HashMap::new(),
+            time: TimeState {
+                high: time_state.0,
+                max_lag: time_state.1,
+            },
             last_retention: Instant::now(),
         }
+    }
+
+    fn rollback_point(&self) -> Rollback {
+        Rollback {
+            open_runs: self.open_runs.clone(),
+            time: self.time,
+        }
+    }
+
+    fn roll_back(&mut self, to: Rollback) {
+        self.open_runs = to.open_runs;
+        self.time = to.time;
     }
 
     /// The thread's loop: runs until [`Command::Stop`] or until every sender is gone.
@@ -202,12 +251,14 @@ impl WriterState {
                 }
                 Ok(Command::Stop(reply)) => {
                     let result = self.commit(&mut pending);
+                    self.checkpoint();
                     let _asker_gone = reply.send(result);
                     break;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     let _counted = self.commit(&mut pending);
+                    self.checkpoint();
                     break;
                 }
             }
@@ -223,6 +274,17 @@ impl WriterState {
             }
         }
         self.shared.writable.store(false, Ordering::Relaxed);
+    }
+
+    /// Moves the write-ahead log into the database file and empties it, so a stopped store is
+    /// one file. Committed data is safe either way; a failure is only logged.
+    fn checkpoint(&self) {
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(
+                "detection store {}: cannot checkpoint the write-ahead log on close: {e}",
+                self.shared.path.display()
+            );
+        }
     }
 
     /// Commits `pending` in one transaction (retried [`COMMIT_ATTEMPTS`] times), then publishes
@@ -256,7 +318,7 @@ impl WriterState {
 
         let mut attempt = 1;
         loop {
-            let runs_before = self.open_runs.clone();
+            let before = self.rollback_point();
             match self.write_batch(&batch) {
                 Ok((published, inserted)) => {
                     self.rows += inserted;
@@ -279,7 +341,7 @@ impl WriterState {
                     return Ok(());
                 }
                 Err(e) => {
-                    self.open_runs = runs_before;
+                    self.roll_back(before);
                     metrics.store_write_errors_total.inc();
                     self.shared.writable.store(false, Ordering::Relaxed);
                     if attempt >= COMMIT_ATTEMPTS {
@@ -333,7 +395,7 @@ impl WriterState {
                 match merged {
                     Some(record) => record,
                     None => {
-                        let record = insert_record(&tx, d).map_err(failed)?;
+                        let record = self.time.insert(&tx, d).map_err(failed)?;
                         inserted += 1;
                         self.open_runs.insert(key, OpenRun::start(record.clone()));
                         record
@@ -341,7 +403,7 @@ impl WriterState {
                 }
             } else {
                 inserted += 1;
-                insert_record(&tx, d).map_err(failed)?
+                self.time.insert(&tx, d).map_err(failed)?
             };
             match slot_of_id.get(&record.id) {
                 Some(&slot) => published[slot] = record,
@@ -357,9 +419,12 @@ impl WriterState {
 
     /// Deletes detections observed longer ago than `retention_max_age`, then the oldest beyond
     /// `retention_max_rows`, in one transaction. Returns how many were deleted.
+    /// Afterwards the planner's statistics are refreshed where stale (also when no retention is
+    /// configured: this is the writer's periodic upkeep).
     pub(super) fn apply_retention(&mut self) -> Result<u64, StoreError> {
         self.last_retention = Instant::now();
         if self.cfg.retention_max_age.is_none() && self.cfg.retention_max_rows.is_none() {
+            optimize(&self.conn, &self.shared.path)?;
             return Ok(0);
         }
         let path = self.shared.path.clone();
@@ -412,6 +477,7 @@ impl WriterState {
         }
         tx.commit().map_err(failed)?;
         self.rows = count_rows(&self.conn, &self.shared.path)?;
+        optimize(&self.conn, &self.shared.path)?;
         self.shared
             .metrics
             .store_rows
@@ -427,15 +493,19 @@ impl WriterState {
 }
 
 /// Inserts `d` and its channels; returns it with its new id.
-fn insert_record(tx: &Transaction, d: &Detection) -> rusqlite::Result<Detection> {
+fn insert_record(
+    tx: &Transaction,
+    d: &Detection,
+    time_high_ns: i64,
+) -> rusqlite::Result<Detection> {
     // `unstorable` has checked that the span fits in an i64.
     let sample_start = d.sample_start as i64;
     let sample_count = d.sample_count as i64;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO detections (time_ns, stream, sample_start, sample_count, channel, channels, \
          center_freq_hz, model, model_version, class, confidence, top_k, snr_db, azimuth_deg, \
-         elevation_deg, windows, observed_ns) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         elevation_deg, windows, observed_ns, time_high_ns) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?;
     stmt.execute(params![
         d.time_ns,
@@ -455,6 +525,7 @@ fn insert_record(tx: &Transaction, d: &Detection) -> rusqlite::Result<Detection>
         d.elevation_deg.map(f64::from),
         d.windows,
         d.observed_ns,
+        time_high_ns,
     ])?;
     let id = tx.last_insert_rowid();
     insert_channels(tx, id, &d.channels)?;

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod api;
 mod channel;
 mod cli;
 mod daemon;
@@ -12,6 +13,7 @@ mod infer;
 mod iq_files;
 mod onnx;
 mod radioml;
+mod store;
 mod synth;
 #[cfg(feature = "train")]
 mod train;
