@@ -225,6 +225,34 @@ fn check_parity(arch: &str, width: f64, seed: u64) {
         return;
     }
     let (spec, model) = model_under_test(arch, width, seed);
+    if let Model::ResNet1d(m) = &model {
+        // The export must carry the running statistics, so they must differ from the initial
+        // mean 0 / variance 1 for the comparison to show it does.
+        let mean: Vec<f32> = m
+            .stem
+            .bn
+            .running_mean
+            .value()
+            .into_data()
+            .try_to_vec()
+            .expect("f32");
+        let var: Vec<f32> = m
+            .stem
+            .bn
+            .running_var
+            .value()
+            .into_data()
+            .try_to_vec()
+            .expect("f32");
+        assert!(
+            mean.iter().any(|&v| v.abs() > 1e-3),
+            "running mean still 0: {mean:?}"
+        );
+        assert!(
+            var.iter().any(|&v| (v - 1.0).abs() > 1e-3),
+            "running var still 1: {var:?}"
+        );
+    }
     let dir = common::scratch();
     let onnx = dir.path().join(format!("{arch}.onnx"));
     model
@@ -313,6 +341,11 @@ fn vtcnn2_export_matches_burn() {
 }
 
 #[test]
+fn resnet1d_export_matches_burn() {
+    check_parity("resnet1d", 0.25, 15);
+}
+
+#[test]
 fn cldnn_export_matches_burn() {
     check_parity("cldnn", 0.1, 12);
 }
@@ -329,7 +362,7 @@ fn transformer_export_matches_burn() {
 
 #[test]
 fn every_architecture_has_a_parity_test() {
-    let tested = ["vtcnn2", "cldnn", "gru2", "transformer"];
+    let tested = ["vtcnn2", "resnet1d", "cldnn", "gru2", "transformer"];
     for arch in models::ARCHITECTURES {
         assert!(
             tested.contains(arch),

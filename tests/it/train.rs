@@ -18,7 +18,7 @@ use crate::common;
 const CLASSES: [&str; 2] = ["BPSK", "QAM16"];
 const SNRS_DB: [f32; 3] = [10.0, 14.0, 18.0];
 /// Windows per (class, SNR).
-const PER_CELL: usize = 80;
+const PER_CELL: usize = 160;
 /// Validation accuracy the tiny model must reach (chance is 0.5).
 const MIN_VAL_ACC: f64 = 0.8;
 
@@ -61,21 +61,21 @@ fn write_two_class_dataset(dir: &Path) -> Manifest {
     .unwrap()
 }
 
-/// A reduced-width VT-CNN2 (32/10 filters, 32 dense units) that trains in seconds.
+/// A quarter-width ResNet-1D (8 → 8/16/16/24 channels) that trains in seconds.
 fn small_config(data: &Path, epochs: usize) -> TrainConfig {
-    let mut c = TrainConfig::new("vtcnn2", data);
+    let mut c = TrainConfig::new("resnet1d", data);
     c.epochs = epochs;
     c.batch_size = 32;
     c.lr = 3e-3;
-    c.width = 0.125;
-    c.dropout = 0.2;
+    c.width = 0.25;
+    c.dropout = 0.1;
     c.patience = 10;
     c.seed = 3;
     c
 }
 
 #[test]
-fn vtcnn2_learns_two_easy_classes_writes_its_run_and_resumes() {
+fn resnet1d_learns_two_easy_classes_writes_its_run_and_resumes() {
     let tmp = common::scratch();
     let data = tmp.path().join("ds");
     write_two_class_dataset(&data);
@@ -127,8 +127,8 @@ fn vtcnn2_learns_two_easy_classes_writes_its_run_and_resumes() {
     );
     assert_eq!(config["train"]["batch_size"], 32);
 
-    // The split is disjoint, complete, and stratified: each (class, SNR) cell of 80 windows
-    // gives 12 to validation and 12 to test.
+    // The split is disjoint, complete, and stratified: each (class, SNR) cell of 160 windows
+    // gives 24 to validation and 24 to test.
     let split = Split::load(&run.join("split.json")).unwrap();
     let mut all: Vec<u32> = [&split.train, &split.val, &split.test]
         .into_iter()
@@ -136,9 +136,9 @@ fn vtcnn2_learns_two_easy_classes_writes_its_run_and_resumes() {
         .copied()
         .collect();
     all.sort_unstable();
-    assert_eq!(all, (0..480).collect::<Vec<u32>>());
-    assert_eq!(split.val.len(), 6 * 12);
-    assert_eq!(split.test.len(), 6 * 12);
+    assert_eq!(all, (0..960).collect::<Vec<u32>>());
+    assert_eq!(split.val.len(), 6 * 24);
+    assert_eq!(split.test.len(), 6 * 24);
 
     // Resume through the CLI: the epoch count continues from the checkpoint.
     let out = Command::new(common::bin("specwatch-train"))

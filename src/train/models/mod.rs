@@ -5,6 +5,7 @@
 //! and one line in [`ARCHITECTURES`] / [`build`] / [`Model::to_onnx`].
 //!
 //! - [`vtcnn2`]: VT-CNN2 (O'Shea et al. 2016), two convolutions and two dense layers.
+//! - [`resnet1d`]: a 1-D residual network (O'Shea et al. 2018 family), conv + batch-norm.
 //! - [`cldnn`]: CLDNN (West & O'Shea 2017), convolutions + LSTM + dense.
 //! - [`gru2`]: two stacked GRUs over the time steps + dense.
 //! - [`transformer`]: patch embedding + Transformer encoder + mean pool + dense.
@@ -13,6 +14,7 @@
 pub mod cldnn;
 pub mod gru2;
 pub mod onnx_layers;
+pub mod resnet1d;
 pub mod transformer;
 pub mod vtcnn2;
 
@@ -24,11 +26,12 @@ use super::TrainError;
 use crate::onnx::{Dim, GraphBuilder, OnnxError};
 use cldnn::{Cldnn, CldnnConfig};
 use gru2::{Gru2, Gru2Config};
+use resnet1d::{ResNet1d, ResNet1dConfig};
 use transformer::{Transformer, TransformerConfig};
 use vtcnn2::{VtCnn2, VtCnn2Config};
 
 /// Architecture names [`build`] knows.
-pub const ARCHITECTURES: &[&str] = &["vtcnn2", "cldnn", "gru2", "transformer"];
+pub const ARCHITECTURES: &[&str] = &["vtcnn2", "resnet1d", "cldnn", "gru2", "transformer"];
 
 /// Name of the exported graph's input, `[N, rows, len]`.
 pub const ONNX_INPUT: &str = "iq";
@@ -55,6 +58,7 @@ pub struct ModelSpec {
 #[derive(Module, Debug)]
 pub enum Model {
     VtCnn2(VtCnn2),
+    ResNet1d(ResNet1d),
     Cldnn(Cldnn),
     Gru2(Gru2),
     Transformer(Transformer),
@@ -69,6 +73,7 @@ impl Model {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
         match self {
             Model::VtCnn2(m) => m.forward(x),
+            Model::ResNet1d(m) => m.forward(x),
             Model::Cldnn(m) => m.forward(x),
             Model::Gru2(m) => m.forward(x),
             Model::Transformer(m) => m.forward(x),
@@ -87,6 +92,7 @@ impl Model {
         )?;
         let logits = match self {
             Model::VtCnn2(m) => m.to_onnx(&mut g, &x)?,
+            Model::ResNet1d(m) => m.to_onnx(&mut g, &x)?,
             Model::Cldnn(m) => m.to_onnx(&mut g, &x)?,
             Model::Gru2(m) => m.to_onnx(&mut g, &x)?,
             Model::Transformer(m) => m.to_onnx(&mut g, &x)?,
@@ -122,6 +128,28 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
                 .with_dense_units(scaled(256))
                 .init(device),
         )),
+        "resnet1d" => {
+            // Long windows (RadioML 2018's 1024 samples) get a stride-2 stem and two more
+            // stages, so the last stage still sees about 16 time steps.
+            let mut defaults = ResNet1dConfig::new(spec.num_classes);
+            if spec.window_len >= 512 {
+                defaults = defaults
+                    .with_stem_stride(2)
+                    .with_stage_channels(vec![32, 48, 64, 64, 96, 128]);
+            }
+            Ok(Model::ResNet1d(
+                defaults
+                    .clone()
+                    .with_rows(spec.rows)
+                    .with_dropout(spec.dropout)
+                    .with_stem_channels(scaled(defaults.stem_channels))
+                    .with_stem_stride(defaults.stem_stride)
+                    .with_stage_channels(
+                        defaults.stage_channels.iter().map(|&c| scaled(c)).collect(),
+                    )
+                    .init(device),
+            ))
+        }
         "cldnn" => Ok(Model::Cldnn(
             CldnnConfig::new(spec.num_classes)
                 .with_rows(spec.rows)

@@ -1,0 +1,288 @@
+//! ResNet-1D: a small one-dimensional residual network over the planar `[2C, L]` block, the
+//! residual-stack family of O'Shea, Roy and Clancy, "Over-the-Air Deep Learning Based Radio
+//! Signal Classification" (2018), sized for real-time CPU inference.
+//!
+//! ```text
+//! [B, rows, L] ─ stem: Conv1d rows→c0, k7, stride s + BN + ReLU ─ MaxPool 2
+//!   ─ stage s = 0..S: residual block (c_{s-1} → c_s) ─ MaxPool 2 (all but the last stage)
+//!   ─ global average pool over time ─ dropout ─ Linear c_S → classes (logits)
+//!
+//! residual block: Conv1d k3 + BN + ReLU ─ Conv1d k3 + BN ─ (+ shortcut) ─ ReLU,
+//!                 shortcut = identity, or Conv1d k1 + BN when the channel count changes
+//! ```
+//!
+//! Every convolution pads to keep its length ("same"), so any window length works; pooling
+//! floors odd lengths. Convolutions feeding a batch-norm carry no bias.
+//!
+//! # Shapes
+//! - input: `[batch, rows, len]`
+//! - output: `[batch, num_classes]` logits
+//!
+//! Parameters keep burn's layouts (Conv1d weight `[out, in, k]`, Linear weight `[in, out]`),
+//! which `onnx::ops` takes as they are; [`ResNet1d::to_onnx`] writes the same computation as
+//! ONNX `Conv`, `BatchNormalization` (running statistics), `Relu`, `Add`, `MaxPool`,
+//! `GlobalAveragePool` and `Gemm` nodes.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv1d, Conv1dConfig};
+use burn::nn::pool::{MaxPool1d, MaxPool1dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig1d, Relu,
+};
+use burn::tensor::{Device, Tensor};
+
+use super::onnx_layers;
+use crate::onnx::ops::{self, PoolOptions};
+use crate::onnx::{GraphBuilder, OnnxError};
+
+/// Configuration of [`ResNet1d`].
+#[derive(Config, Debug)]
+pub struct ResNet1dConfig {
+    /// Output classes.
+    pub num_classes: usize,
+    /// Input rows `2C` (2 for one channel of I/Q).
+    #[config(default = 2)]
+    pub rows: usize,
+    /// Channels of the stem convolution.
+    #[config(default = 32)]
+    pub stem_channels: usize,
+    /// Output channels of each residual stage, in order.
+    #[config(default = "vec![32, 64, 64, 96]")]
+    pub stage_channels: Vec<usize>,
+    /// Kernel width of the stem convolution (odd).
+    #[config(default = 7)]
+    pub stem_kernel: usize,
+    /// Stride of the stem convolution (2 halves the work of long windows).
+    #[config(default = 1)]
+    pub stem_stride: usize,
+    /// Dropout before the classifier.
+    #[config(default = 0.3)]
+    pub dropout: f64,
+}
+
+/// Convolution + batch-norm, the unit every block is made of.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv1d,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn new(device: &Device, channels_in: usize, channels_out: usize, kernel: usize) -> Self {
+        Self::strided(device, channels_in, channels_out, kernel, 1)
+    }
+
+    fn strided(
+        device: &Device,
+        channels_in: usize,
+        channels_out: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> Self {
+        let pad = kernel / 2;
+        Self {
+            conv: Conv1dConfig::new(channels_in, channels_out, kernel)
+                .with_stride(stride)
+                .with_padding(PaddingConfig1d::Explicit(pad, pad))
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(channels_out).init(device),
+        }
+    }
+
+    /// `[batch, in, len]` → `[batch, out, len]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.bn.forward(self.conv.forward(x))
+    }
+
+    /// Writes `Conv` + `BatchNormalization` reading `x`; returns the output value.
+    fn to_onnx(&self, g: &mut GraphBuilder, name: &str, x: &str) -> Result<String, OnnxError> {
+        let conv_name = format!("{name}.conv");
+        let (w, opts) = onnx_layers::conv1d(&self.conv, &conv_name)?;
+        let y = ops::conv(g, &conv_name, x, &w, &opts)?;
+        let bn_name = format!("{name}.bn");
+        ops::batch_norm(
+            g,
+            &bn_name,
+            &y,
+            &onnx_layers::batch_norm(&self.bn, &bn_name)?,
+        )
+    }
+}
+
+/// Two 3-wide convolutions with a shortcut (see the module documentation).
+#[derive(Module, Debug)]
+pub struct ResidualBlock {
+    pub first: ConvBn,
+    pub second: ConvBn,
+    /// 1-wide projection when the channel count changes.
+    pub shortcut: Option<ConvBn>,
+    relu: Relu,
+}
+
+impl ResidualBlock {
+    fn new(device: &Device, channels_in: usize, channels_out: usize) -> Self {
+        Self {
+            first: ConvBn::new(device, channels_in, channels_out, 3),
+            second: ConvBn::new(device, channels_out, channels_out, 3),
+            shortcut: (channels_in != channels_out)
+                .then(|| ConvBn::new(device, channels_in, channels_out, 1)),
+            relu: Relu::new(),
+        }
+    }
+
+    /// `[batch, in, len]` → `[batch, out, len]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let skip = match &self.shortcut {
+            Some(projection) => projection.forward(x.clone()),
+            None => x.clone(),
+        };
+        let y = self.relu.forward(self.first.forward(x));
+        let y = self.second.forward(y);
+        self.relu.forward(y + skip)
+    }
+
+    /// Writes the block reading `x`; returns the output value.
+    fn to_onnx(&self, g: &mut GraphBuilder, name: &str, x: &str) -> Result<String, OnnxError> {
+        let skip = match &self.shortcut {
+            Some(projection) => projection.to_onnx(g, &format!("{name}.shortcut"), x)?,
+            None => x.to_string(),
+        };
+        let y = self.first.to_onnx(g, &format!("{name}.first"), x)?;
+        let y = ops::relu(g, &y)?;
+        let y = self.second.to_onnx(g, &format!("{name}.second"), &y)?;
+        let y = ops::add(g, &y, &skip)?;
+        ops::relu(g, &y)
+    }
+}
+
+/// ResNet-1D (see the module documentation).
+#[derive(Module, Debug)]
+pub struct ResNet1d {
+    pub stem: ConvBn,
+    pub stages: Vec<ResidualBlock>,
+    pub classifier: Linear,
+    pool: MaxPool1d,
+    dropout: Dropout,
+    relu: Relu,
+}
+
+impl ResNet1dConfig {
+    /// Builds the model with freshly initialised weights on `device`.
+    pub fn init(&self, device: &Device) -> ResNet1d {
+        let mut stages = Vec::with_capacity(self.stage_channels.len());
+        let mut channels = self.stem_channels;
+        for &out in &self.stage_channels {
+            stages.push(ResidualBlock::new(device, channels, out));
+            channels = out;
+        }
+        ResNet1d {
+            stem: ConvBn::strided(
+                device,
+                self.rows,
+                self.stem_channels,
+                self.stem_kernel,
+                self.stem_stride,
+            ),
+            stages,
+            classifier: LinearConfig::new(channels, self.num_classes).init(device),
+            pool: MaxPool1dConfig::new(2).init(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            relu: Relu::new(),
+        }
+    }
+}
+
+impl ResNet1d {
+    /// Logits for a batch of windows.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, rows, len]`
+    /// - returns: `[batch, num_classes]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let x = self.relu.forward(self.stem.forward(x)); // [batch, stem, len / stride]
+        let mut x = self.pool.forward(x); // [batch, stem, len / stride / 2]
+        let last = self.stages.len().saturating_sub(1);
+        for (i, stage) in self.stages.iter().enumerate() {
+            x = stage.forward(x);
+            if i < last {
+                x = self.pool.forward(x);
+            }
+        }
+        let x: Tensor<2> = x.mean_dim(2).squeeze_dim(2); // [batch, channels]
+        self.classifier.forward(self.dropout.forward(x)) // [batch, num_classes]
+    }
+
+    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
+    /// `[N, num_classes]`. Dropout is the identity at inference; BatchNorm uses its running
+    /// statistics.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+        let pool = {
+            let p = &self.pool;
+            let pads = match p.padding {
+                PaddingConfig1d::Valid => (0, 0),
+                PaddingConfig1d::Explicit(left, right) => (left, right),
+                PaddingConfig1d::Same => {
+                    return Err(OnnxError::Layer {
+                        layer: "pool".into(),
+                        what: "Same padding is not exported".into(),
+                    });
+                }
+            };
+            PoolOptions {
+                kernel: vec![p.kernel_size],
+                strides: vec![p.stride],
+                pads: vec![pads],
+                dilations: vec![p.dilation],
+                ceil_mode: p.ceil_mode,
+            }
+        };
+        let x = self.stem.to_onnx(g, "stem", x)?; // [N, stem, len / stride]
+        let x = ops::relu(g, &x)?;
+        let mut x = ops::max_pool(g, "stem.pool", &x, &pool)?; // [N, stem, len / stride / 2]
+        let last = self.stages.len().saturating_sub(1);
+        for (i, stage) in self.stages.iter().enumerate() {
+            let name = format!("stage{i}");
+            x = stage.to_onnx(g, &name, &x)?;
+            if i < last {
+                x = ops::max_pool(g, &format!("{name}.pool"), &x, &pool)?;
+            }
+        }
+        let x = ops::global_avg_pool(g, &x)?; // [N, channels, 1]
+        let x = ops::flatten(g, &x, 1)?; // [N, channels]
+        ops::gemm(
+            g,
+            "classifier",
+            &x,
+            &onnx_layers::linear(&self.classifier, "classifier")?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet1d_maps_rml2016_windows_to_class_logits() {
+        let device = Device::flex();
+        let model = ResNet1dConfig::new(11).init(&device);
+        let y = model.forward(Tensor::zeros([3, 2, 128], &device));
+        assert_eq!(y.dims(), [3, 11]);
+    }
+
+    #[test]
+    fn resnet1d_takes_multichannel_rows_and_long_windows() {
+        let device = Device::flex();
+        let model = ResNet1dConfig::new(5)
+            .with_rows(8)
+            .with_stem_channels(4)
+            .with_stage_channels(vec![4, 6, 6])
+            .init(&device);
+        let y = model.forward(Tensor::zeros([2, 8, 1024], &device));
+        assert_eq!(y.dims(), [2, 5]);
+        assert!(model.stages[0].shortcut.is_none());
+        assert!(model.stages[1].shortcut.is_some());
+    }
+}
