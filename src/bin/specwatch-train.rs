@@ -43,12 +43,43 @@ enum Command {
     /// Train a model on a dataset folder into a run folder.
     #[cfg(feature = "train")]
     Train(TrainArgs),
+    /// Export a trained run to models/NAME.onnx + models/NAME.json (the model card), measuring
+    /// its test-split accuracy through ONNX Runtime.
+    #[cfg(feature = "train")]
+    Export(ExportArgs),
+}
+
+#[cfg(feature = "train")]
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// The run folder (config.json, split.json, best.bpk).
+    #[arg(long)]
+    run: PathBuf,
+    /// Destination stem: models/NAME writes models/NAME.onnx and models/NAME.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Model name in the card [default: the file name of --out].
+    #[arg(long)]
+    name: Option<String>,
+    /// Model version in the card.
+    #[arg(long, default_value = "0.1.0")]
+    version: String,
+    /// The dataset folder, when it has moved since training (same manifest required).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Nominal sample rate (Hz) for the card when the dataset manifest has none.
+    #[arg(long)]
+    sample_rate_hz: Option<f64>,
+    /// The ONNX Runtime library (libonnxruntime.so*) [default: ORT_DYLIB_PATH or well-known
+    /// places].
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
 }
 
 #[cfg(feature = "train")]
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Architecture: vtcnn2.
+    /// Architecture: vtcnn2, cldnn, gru2 or transformer.
     #[arg(long)]
     arch: Option<String>,
     /// The dataset folder.
@@ -202,6 +233,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect { dir } => inspect(&dir),
         #[cfg(feature = "train")]
         Command::Train(args) => train(args),
+        #[cfg(feature = "train")]
+        Command::Export(args) => export(args),
     }
 }
 
@@ -433,5 +466,38 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    Ok(())
+}
+
+#[cfg(feature = "train")]
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use specwatch::train::export::{ExportOptions, export};
+
+    let mut options = ExportOptions::new(&args.run, &args.out);
+    options.name = args.name;
+    options.version = args.version;
+    options.data = args.data;
+    options.sample_rate_hz = args.sample_rate_hz;
+    options.runtime.library = args.ort_library;
+    options.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
+    let report =
+        export(&options).with_context(|| format!("exporting the run in {}", args.run.display()))?;
+    println!(
+        "wrote {} and {}",
+        report.onnx_path.display(),
+        report.card_path.display()
+    );
+    println!(
+        "test split: {} windows, accuracy {:.2}% (ONNX Runtime); burn vs ONNX max |logit diff| {:.2e}",
+        report.test.windows,
+        100.0 * report.test.accuracy,
+        report.parity_max_abs
+    );
+    for (snr, n, hits) in &report.test.by_snr_db {
+        println!(
+            "  {snr:>6} dB: {:>6.2}% of {n}",
+            100.0 * *hits as f64 / (*n).max(1) as f64
+        );
+    }
     Ok(())
 }

@@ -152,22 +152,30 @@ impl TrainConfig {
 
 /// What `config.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunRecord {
-    specwatch_version: String,
-    train: TrainConfig,
-    model: ModelSpec,
-    dataset: DatasetRecord,
+pub struct RunRecord {
+    pub specwatch_version: String,
+    pub train: TrainConfig,
+    pub model: ModelSpec,
+    pub dataset: DatasetRecord,
 }
 
+impl RunRecord {
+    /// Reads `RUN_DIR/config.json`.
+    pub fn load(run_dir: &Path) -> Result<Self, TrainError> {
+        read_json(&run_dir.join(CONFIG_FILE))
+    }
+}
+
+/// The dataset a run trained on, as `config.json` records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct DatasetRecord {
-    dir: PathBuf,
-    manifest_digest: String,
-    classes: Vec<String>,
-    channels: usize,
-    window_len: usize,
+pub struct DatasetRecord {
+    pub dir: PathBuf,
+    pub manifest_digest: String,
+    pub classes: Vec<String>,
+    pub channels: usize,
+    pub window_len: usize,
     /// Windows used (the dataset, or its `max_windows` prefix).
-    windows: usize,
+    pub windows: usize,
 }
 
 /// `checkpoint/state.json`: where the run stands after its last finished epoch.
@@ -221,10 +229,13 @@ pub struct FitOptions {
     pub progress: bool,
 }
 
-const CONFIG_FILE: &str = "config.json";
-const SPLIT_FILE: &str = "split.json";
+/// The run's settings inside a run folder.
+pub const CONFIG_FILE: &str = "config.json";
+/// The run's train/val/test split inside a run folder.
+pub const SPLIT_FILE: &str = "split.json";
 const METRICS_FILE: &str = "metrics.jsonl";
-const BEST_FILE: &str = "best.bpk";
+/// The best epoch's weights inside a run folder.
+pub const BEST_FILE: &str = "best.bpk";
 const CHECKPOINT_DIR: &str = "checkpoint";
 
 /// Trains `config` into `run_dir` (see the module documentation for what it writes), calling

@@ -6,14 +6,19 @@
 //! - [`models`]: the architectures, one file each, and the registry [`models::build`].
 //! - [`fit`]: the training loop — Adam(W) with a cosine schedule, cross-entropy, validation each
 //!   epoch, early stopping, checkpoints and `--resume`, and the run folder it writes.
+//! - [`export`]: a run folder → `models/<name>.onnx` + `models/<name>.json` (the model card),
+//!   with the test split's accuracy measured by running the exported graph through
+//!   [`crate::infer::Model`], the daemon's own code path.
 //!
 //! ```text
 //! dataset folder ──▶ data::prepare ──▶ Split::stratified ──▶ fit ──▶ RUN_DIR/{config.json,
 //!                    (dsp normalise + repr)                         metrics.jsonl, split.json,
 //!                                                                   best.bpk, checkpoint/}
+//! RUN_DIR ──▶ export ──▶ models/<name>.onnx + models/<name>.json (card with test metrics)
 //! ```
 
 pub mod data;
+pub mod export;
 pub mod fit;
 pub mod models;
 
@@ -54,6 +59,12 @@ pub enum TrainError {
     /// A run folder whose contents do not fit what was asked of it.
     #[error("run folder {dir}: {problem}")]
     Run { dir: PathBuf, problem: String },
+    /// A model's ONNX graph could not be built or written.
+    #[error("ONNX export: {0}")]
+    Onnx(#[from] crate::onnx::OnnxError),
+    /// The exported model could not be loaded or run through ONNX Runtime.
+    #[error(transparent)]
+    Infer(#[from] crate::infer::InferError),
 }
 
 impl TrainError {

@@ -9,6 +9,8 @@ mod daemon;
 mod dataset;
 mod deploy;
 mod dsp;
+#[cfg(feature = "train")]
+mod export;
 mod infer;
 mod iq_files;
 mod onnx;

@@ -1,9 +1,21 @@
 //! The architectures, one file each, and the registry that builds them by name.
 //!
-//! Adding an architecture: a file here with its `#[derive(Module)]` struct and `*Config`, a
-//! variant of [`Model`], and one line in [`ARCHITECTURES`] / [`build`].
+//! Adding an architecture: a file here with its `#[derive(Module)]` struct, `*Config` and a
+//! `to_onnx` that writes the same computation with [`crate::onnx::ops`], a variant of [`Model`],
+//! and one line in [`ARCHITECTURES`] / [`build`] / [`Model::to_onnx`].
+//!
+//! - [`vtcnn2`]: VT-CNN2 (O'Shea et al. 2016), two convolutions and two dense layers.
+//! - [`resnet1d`]: a 1-D residual network (O'Shea et al. 2018 family), conv + batch-norm.
+//! - [`cldnn`]: CLDNN (West & O'Shea 2017), convolutions + LSTM + dense.
+//! - [`gru2`]: two stacked GRUs over the time steps + dense.
+//! - [`transformer`]: patch embedding + Transformer encoder + mean pool + dense.
+//! - [`onnx_layers`]: burn layers → the weights `onnx::ops` writes.
 
+pub mod cldnn;
+pub mod gru2;
+pub mod onnx_layers;
 pub mod resnet1d;
+pub mod transformer;
 pub mod vtcnn2;
 
 use burn::module::Module;
@@ -11,11 +23,21 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
+use crate::onnx::{Dim, GraphBuilder, OnnxError};
+use cldnn::{Cldnn, CldnnConfig};
+use gru2::{Gru2, Gru2Config};
 use resnet1d::{ResNet1d, ResNet1dConfig};
+use transformer::{Transformer, TransformerConfig};
 use vtcnn2::{VtCnn2, VtCnn2Config};
 
 /// Architecture names [`build`] knows.
-pub const ARCHITECTURES: &[&str] = &["vtcnn2", "resnet1d"];
+pub const ARCHITECTURES: &[&str] = &["vtcnn2", "resnet1d", "cldnn", "gru2", "transformer"];
+
+/// Name of the exported graph's input, `[N, rows, len]`.
+pub const ONNX_INPUT: &str = "iq";
+
+/// Name of the exported graph's output, `[N, num_classes]` logits.
+pub const ONNX_OUTPUT: &str = "logits";
 
 /// What every architecture is built from: the data's shape, the classes and the
 /// regularisation, plus a width multiplier for small test models.
@@ -37,6 +59,9 @@ pub struct ModelSpec {
 pub enum Model {
     VtCnn2(VtCnn2),
     ResNet1d(ResNet1d),
+    Cldnn(Cldnn),
+    Gru2(Gru2),
+    Transformer(Transformer),
 }
 
 impl Model {
@@ -49,7 +74,32 @@ impl Model {
         match self {
             Model::VtCnn2(m) => m.forward(x),
             Model::ResNet1d(m) => m.forward(x),
+            Model::Cldnn(m) => m.forward(x),
+            Model::Gru2(m) => m.forward(x),
+            Model::Transformer(m) => m.forward(x),
         }
+    }
+
+    /// The ONNX graph of this model (call it on trained weights, e.g. a [`Module::valid`]
+    /// copy): input [`ONNX_INPUT`] `[N, rows, len]` with a dynamic batch `N`, output
+    /// [`ONNX_OUTPUT`] `[N, num_classes]` logits, as built for `spec`. Dropout is left out (the
+    /// identity at inference) and BatchNorm uses its running statistics.
+    pub fn to_onnx(&self, spec: &ModelSpec, graph_name: &str) -> Result<GraphBuilder, OnnxError> {
+        let mut g = GraphBuilder::new(graph_name);
+        let x = g.input(
+            ONNX_INPUT,
+            &[Dim::batch(), spec.rows.into(), spec.window_len.into()],
+        )?;
+        let logits = match self {
+            Model::VtCnn2(m) => m.to_onnx(&mut g, &x)?,
+            Model::ResNet1d(m) => m.to_onnx(&mut g, &x)?,
+            Model::Cldnn(m) => m.to_onnx(&mut g, &x)?,
+            Model::Gru2(m) => m.to_onnx(&mut g, &x)?,
+            Model::Transformer(m) => m.to_onnx(&mut g, &x)?,
+        };
+        g.node("Identity", &[&logits], &[ONNX_OUTPUT], vec![])?;
+        g.output(ONNX_OUTPUT, &[Dim::batch(), spec.num_classes.into()])?;
+        Ok(g)
     }
 }
 
@@ -99,6 +149,36 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
                     )
                     .init(device),
             ))
+        }
+        "cldnn" => Ok(Model::Cldnn(
+            CldnnConfig::new(spec.num_classes)
+                .with_rows(spec.rows)
+                .with_dropout(spec.dropout)
+                .with_conv_filters(scaled(50))
+                .with_lstm_units(scaled(50))
+                .with_dense_units(scaled(256))
+                .init(device),
+        )),
+        "gru2" => Ok(Model::Gru2(
+            Gru2Config::new(spec.num_classes)
+                .with_rows(spec.rows)
+                .with_dropout(spec.dropout)
+                .with_units1(scaled(128))
+                .with_units2(scaled(128))
+                .init(device),
+        )),
+        "transformer" => {
+            let heads = 4;
+            let config = TransformerConfig::new(spec.num_classes, spec.window_len)
+                .with_rows(spec.rows)
+                .with_dropout(spec.dropout)
+                .with_n_heads(heads)
+                .with_d_model(scaled(64 / heads) * heads)
+                .with_d_ff(scaled(128));
+            if let Some(problem) = config.problem() {
+                return Err(TrainError::param("arch", format!("transformer: {problem}")));
+            }
+            Ok(Model::Transformer(config.init(device)))
         }
         _ => Err(TrainError::UnknownArch {
             name: arch.to_string(),

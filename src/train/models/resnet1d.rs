@@ -19,7 +19,9 @@
 //! - output: `[batch, num_classes]` logits
 //!
 //! Parameters keep burn's layouts (Conv1d weight `[out, in, k]`, Linear weight `[in, out]`),
-//! which `onnx::ops` takes as they are.
+//! which `onnx::ops` takes as they are; [`ResNet1d::to_onnx`] writes the same computation as
+//! ONNX `Conv`, `BatchNormalization` (running statistics), `Relu`, `Add`, `MaxPool`,
+//! `GlobalAveragePool` and `Gemm` nodes.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -29,6 +31,10 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig1d, Relu,
 };
 use burn::tensor::{Device, Tensor};
+
+use super::onnx_layers;
+use crate::onnx::ops::{self, PoolOptions};
+use crate::onnx::{GraphBuilder, OnnxError};
 
 /// Configuration of [`ResNet1d`].
 #[derive(Config, Debug)]
@@ -89,6 +95,20 @@ impl ConvBn {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.bn.forward(self.conv.forward(x))
     }
+
+    /// Writes `Conv` + `BatchNormalization` reading `x`; returns the output value.
+    fn to_onnx(&self, g: &mut GraphBuilder, name: &str, x: &str) -> Result<String, OnnxError> {
+        let conv_name = format!("{name}.conv");
+        let (w, opts) = onnx_layers::conv1d(&self.conv, &conv_name)?;
+        let y = ops::conv(g, &conv_name, x, &w, &opts)?;
+        let bn_name = format!("{name}.bn");
+        ops::batch_norm(
+            g,
+            &bn_name,
+            &y,
+            &onnx_layers::batch_norm(&self.bn, &bn_name)?,
+        )
+    }
 }
 
 /// Two 3-wide convolutions with a shortcut (see the module documentation).
@@ -121,6 +141,19 @@ impl ResidualBlock {
         let y = self.relu.forward(self.first.forward(x));
         let y = self.second.forward(y);
         self.relu.forward(y + skip)
+    }
+
+    /// Writes the block reading `x`; returns the output value.
+    fn to_onnx(&self, g: &mut GraphBuilder, name: &str, x: &str) -> Result<String, OnnxError> {
+        let skip = match &self.shortcut {
+            Some(projection) => projection.to_onnx(g, &format!("{name}.shortcut"), x)?,
+            None => x.to_string(),
+        };
+        let y = self.first.to_onnx(g, &format!("{name}.first"), x)?;
+        let y = ops::relu(g, &y)?;
+        let y = self.second.to_onnx(g, &format!("{name}.second"), &y)?;
+        let y = ops::add(g, &y, &skip)?;
+        ops::relu(g, &y)
     }
 }
 
@@ -179,6 +212,51 @@ impl ResNet1d {
         }
         let x: Tensor<2> = x.mean_dim(2).squeeze_dim(2); // [batch, channels]
         self.classifier.forward(self.dropout.forward(x)) // [batch, num_classes]
+    }
+
+    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
+    /// `[N, num_classes]`. Dropout is the identity at inference; BatchNorm uses its running
+    /// statistics.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+        let pool = {
+            let p = &self.pool;
+            let pads = match p.padding {
+                PaddingConfig1d::Valid => (0, 0),
+                PaddingConfig1d::Explicit(left, right) => (left, right),
+                PaddingConfig1d::Same => {
+                    return Err(OnnxError::Layer {
+                        layer: "pool".into(),
+                        what: "Same padding is not exported".into(),
+                    });
+                }
+            };
+            PoolOptions {
+                kernel: vec![p.kernel_size],
+                strides: vec![p.stride],
+                pads: vec![pads],
+                dilations: vec![p.dilation],
+                ceil_mode: p.ceil_mode,
+            }
+        };
+        let x = self.stem.to_onnx(g, "stem", x)?; // [N, stem, len / stride]
+        let x = ops::relu(g, &x)?;
+        let mut x = ops::max_pool(g, "stem.pool", &x, &pool)?; // [N, stem, len / stride / 2]
+        let last = self.stages.len().saturating_sub(1);
+        for (i, stage) in self.stages.iter().enumerate() {
+            let name = format!("stage{i}");
+            x = stage.to_onnx(g, &name, &x)?;
+            if i < last {
+                x = ops::max_pool(g, &format!("{name}.pool"), &x, &pool)?;
+            }
+        }
+        let x = ops::global_avg_pool(g, &x)?; // [N, channels, 1]
+        let x = ops::flatten(g, &x, 1)?; // [N, channels]
+        ops::gemm(
+            g,
+            "classifier",
+            &x,
+            &onnx_layers::linear(&self.classifier, "classifier")?,
+        )
     }
 }
 

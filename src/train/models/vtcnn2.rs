@@ -14,13 +14,17 @@
 //! - output: `[batch, num_classes]` logits
 //!
 //! Parameters keep burn's layouts (Conv2d weight `[out, in, kh, kw]`, Linear weight
-//! `[in, out]`), which `onnx::ops` takes as they are.
+//! `[in, out]`), which `onnx::ops` takes as they are; [`VtCnn2::to_onnx`] writes the same
+//! computation as ONNX `Reshape`, `Conv`, `Relu`, `Flatten` and `Gemm` nodes.
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
+
+use super::onnx_layers;
+use crate::onnx::{GraphBuilder, OnnxError, ops};
 
 /// Configuration of [`VtCnn2`].
 #[derive(Config, Debug)]
@@ -98,6 +102,33 @@ impl VtCnn2 {
         let x = self.dense1.forward(x); // [batch, dense_units]
         let x = self.dropout.forward(self.relu.forward(x));
         self.dense2.forward(x) // [batch, num_classes]
+    }
+
+    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
+    /// `[N, num_classes]`. Dropout is the identity at inference.
+    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+        let [_, _, rows, _] = self.conv2.weight.dims(); // the second kernel spans all rows
+        let x = ops::reshape(g, x, &[0, 1, rows as i64, -1])?; // [N, 1, rows, len]
+        let (w, opts) = onnx_layers::conv2d(&self.conv1, "conv1")?;
+        let x = ops::conv(g, "conv1", &x, &w, &opts)?; // [N, conv1_filters, rows, len + 2]
+        let x = ops::relu(g, &x)?;
+        let (w, opts) = onnx_layers::conv2d(&self.conv2, "conv2")?;
+        let x = ops::conv(g, "conv2", &x, &w, &opts)?; // [N, conv2_filters, 1, len + 4]
+        let x = ops::relu(g, &x)?;
+        let x = ops::flatten(g, &x, 1)?; // [N, conv2_filters · (len + 4)]
+        let x = ops::gemm(
+            g,
+            "dense1",
+            &x,
+            &onnx_layers::linear(&self.dense1, "dense1")?,
+        )?;
+        let x = ops::relu(g, &x)?;
+        ops::gemm(
+            g,
+            "dense2",
+            &x,
+            &onnx_layers::linear(&self.dense2, "dense2")?,
+        )
     }
 }
 

@@ -1,0 +1,652 @@
+//! A run folder → a servable model: `models/<name>.onnx` and its card `models/<name>.json`.
+//!
+//! ```text
+//! RUN_DIR/config.json + best.bpk ──▶ models::build + load ──▶ Model::to_onnx ──▶ <name>.onnx
+//! dataset manifest, PrepOptions, classes, training summary ───────────────────▶ <name>.json
+//! RUN_DIR/split.json test windows ──▶ infer::Model (ONNX Runtime, the daemon's path) ──▶ metrics
+//! ```
+//!
+//! The card states the input exactly as the model was trained — `iq` `[N, 2C, L]`, the
+//! normalisation and representation of the run's [`PrepOptions`](super::data::PrepOptions) —
+//! the classes in output order, the dataset (folder name and manifest SHA-256), how the model
+//! was trained (architecture, epochs, best epoch, learning rate, batch, seed, training
+//! throughput, the equivalent `specwatch-train train` command) and its accuracy on the run's
+//! test split, overall and per SNR, measured by running the exported graph through
+//! [`crate::infer::Model`] on the raw test windows: what the card promises is what the daemon
+//! gets.
+//!
+//! Before anything is put in place the export checks that the graph computes what the trained
+//! burn model computes (max |logit difference| on the first test batch ≤
+//! [`PARITY_TOLERANCE`]) and that the card loads with [`crate::infer::Model::load`] (the graph
+//! signature check). Files are written under a temporary name beside their destination and
+//! renamed into place at the end, so a failed export leaves no half-made model.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde_json::{Value, json};
+
+use super::TrainError;
+use super::data::Split;
+use super::fit::{BEST_FILE, CONFIG_FILE, RunRecord, SPLIT_FILE, TrainConfig, read_metrics};
+use super::models::{self, Model, ONNX_INPUT, ONNX_OUTPUT};
+use crate::dsp::repr::ReprWorkspace;
+use crate::infer::card::{
+    DType, DatasetRef, Dim, ModelCard, OutputKind, OutputSpec, Task, WindowInput,
+};
+use crate::infer::{Model as Served, RuntimeOptions};
+use crate::iq::C32;
+use crate::iq::dataset::{Dataset, DatasetSource, Manifest};
+
+/// Largest |burn − ONNX Runtime| logit difference an export accepts on the first test batch.
+pub const PARITY_TOLERANCE: f32 = 1e-3;
+
+/// Windows per ONNX Runtime call while measuring the test split.
+const EVAL_BATCH: usize = 256;
+
+/// Windows read from the dataset per chunk while collecting the test split.
+const READ_CHUNK: usize = 4096;
+
+/// What [`export`] reads and writes.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The run folder (`config.json`, `split.json`, `best.bpk`).
+    pub run_dir: PathBuf,
+    /// Destination stem: `models/NAME` writes `models/NAME.onnx` and `models/NAME.json` (a
+    /// trailing `.onnx` or `.json` is dropped).
+    pub out: PathBuf,
+    /// Model name in the card; default: the file name of `out`.
+    pub name: Option<String>,
+    /// Model version in the card.
+    pub version: String,
+    /// The dataset folder, when it is no longer where `config.json` says (its manifest must be
+    /// the one the run trained on).
+    pub data: Option<PathBuf>,
+    /// Nominal sample rate for the card when the dataset manifest has none.
+    pub sample_rate_hz: Option<f64>,
+    /// How ONNX Runtime is found and run for the measurement.
+    pub runtime: RuntimeOptions,
+    /// The export command line, recorded in the card.
+    pub command: Option<String>,
+}
+
+impl ExportOptions {
+    /// Export `run_dir` to `out`, version `0.1.0`, CPU measurement.
+    pub fn new(run_dir: &Path, out: &Path) -> Self {
+        Self {
+            run_dir: run_dir.to_path_buf(),
+            out: out.to_path_buf(),
+            name: None,
+            version: "0.1.0".into(),
+            data: None,
+            sample_rate_hz: None,
+            runtime: RuntimeOptions {
+                execution: crate::infer::ExecutionPreference::Cpu,
+                ..RuntimeOptions::default()
+            },
+            command: None,
+        }
+    }
+}
+
+/// Accuracy on the test split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestMetrics {
+    /// Test windows classified.
+    pub windows: usize,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Per SNR grid point (dB): `(windows, correct)`.
+    pub by_snr_db: Vec<(f32, usize, usize)>,
+}
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub onnx_path: PathBuf,
+    pub card_path: PathBuf,
+    pub card: ModelCard,
+    pub test: TestMetrics,
+    /// Max |burn − ONNX Runtime| logit difference on the first test batch.
+    pub parity_max_abs: f32,
+}
+
+fn run_err(dir: &Path, problem: impl Into<String>) -> TrainError {
+    TrainError::Run {
+        dir: dir.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// `out` without a trailing `.onnx` / `.json`, and the paths of the two files.
+fn destination(out: &Path) -> Result<(PathBuf, PathBuf, String), TrainError> {
+    let stem = match out.extension().and_then(|e| e.to_str()) {
+        Some("onnx" | "json") => out.with_extension(""),
+        _ => out.to_path_buf(),
+    };
+    let file_name = stem
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            TrainError::param(
+                "out",
+                format!(
+                    "is '{}'; expected a destination like models/NAME",
+                    out.display()
+                ),
+            )
+        })?
+        .to_string();
+    let with = |ext: &str| {
+        let mut s = stem.clone().into_os_string();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    Ok((with(".onnx"), with(".json"), file_name))
+}
+
+/// The `specwatch-train train` command that reproduces `config` (every setting the command line
+/// takes).
+pub fn train_command(config: &TrainConfig) -> String {
+    let name = |v: Value| v.as_str().map(str::to_string).unwrap_or_default();
+    let mut parts = vec![
+        "specwatch-train train".to_string(),
+        format!("--arch {}", config.arch),
+        format!("--data {}", config.data.display()),
+        format!("--epochs {}", config.epochs),
+        format!("--batch {}", config.batch_size),
+        format!("--lr {}", config.lr),
+        format!("--weight-decay {}", config.weight_decay),
+        format!("--dropout {}", config.dropout),
+        format!("--width {}", config.width),
+        format!("--patience {}", config.patience),
+        format!("--seed {}", config.seed),
+    ];
+    if let Some(n) = config.prep.max_windows {
+        parts.push(format!("--max-windows {n}"));
+    }
+    parts.push(format!(
+        "--normalization {}",
+        name(serde_json::to_value(config.prep.normalization).unwrap_or(Value::Null))
+    ));
+    parts.push(format!(
+        "--representation {}",
+        name(serde_json::to_value(config.prep.representation).unwrap_or(Value::Null))
+    ));
+    parts.join(" ")
+}
+
+/// Loads the run's trained model (`best.bpk`) on the CPU, as a validation copy.
+pub fn load_trained(run_dir: &Path) -> Result<(RunRecord, Model), TrainError> {
+    let config_path = run_dir.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "has no {CONFIG_FILE}; expected the folder `specwatch-train train --out` wrote"
+            ),
+        ));
+    }
+    let weights = run_dir.join(BEST_FILE);
+    if !weights.is_file() {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "has no {BEST_FILE}; the run has not finished an epoch yet (train at least one)"
+            ),
+        ));
+    }
+    let record = RunRecord::load(run_dir)?;
+    let device = Device::flex();
+    let model = models::build(&record.train.arch, &record.model, &device)?
+        .try_load_file(&weights)
+        .map_err(|e| TrainError::Record {
+            path: weights.clone(),
+            message: format!(
+                "{e} (the weights do not fit a {} built from {CONFIG_FILE})",
+                record.train.arch
+            ),
+        })?;
+    Ok((record, model.valid()))
+}
+
+/// The test split's raw windows, labels and SNRs.
+struct TestSet {
+    windows: Vec<C32>,
+    labels: Vec<i64>,
+    snr_db: Vec<f32>,
+}
+
+fn read_test_set(dataset: &mut Dataset, test: &[u32], limit: usize) -> Result<TestSet, TrainError> {
+    let labels_all = dataset.labels()?;
+    let snr_all = dataset.snr_db()?;
+    let w = dataset.window_size();
+    let mut set = TestSet {
+        windows: Vec::with_capacity(test.len() * w),
+        labels: Vec::with_capacity(test.len()),
+        snr_db: Vec::with_capacity(test.len()),
+    };
+    let mut next = test.iter().peekable();
+    let mut start = 0;
+    while start < limit && next.peek().is_some() {
+        let count = READ_CHUNK.min(limit - start);
+        let end = start + count;
+        if next.peek().is_some_and(|&&i| (i as usize) < end) {
+            let chunk = dataset.read_windows(start, count)?;
+            while let Some(&&i) = next.peek() {
+                let i = i as usize;
+                if i >= end {
+                    break;
+                }
+                set.windows
+                    .extend_from_slice(&chunk[(i - start) * w..(i - start + 1) * w]);
+                set.labels.push(labels_all[i]);
+                set.snr_db.push(snr_all[i]);
+                next.next();
+            }
+        }
+        start = end;
+    }
+    Ok(set)
+}
+
+/// The grid point nearest `snr` (or `snr` rounded when the grid is empty).
+fn snr_point(grid: &[f32], snr: f32) -> f32 {
+    grid.iter()
+        .copied()
+        .min_by(|a, b| (a - snr).abs().total_cmp(&(b - snr).abs()))
+        .unwrap_or_else(|| snr.round())
+}
+
+/// burn's logits for raw `windows`, preprocessed as the run trained (the same `dsp` calls the
+/// daemon makes).
+fn burn_logits(
+    model: &Model,
+    record: &RunRecord,
+    windows: &[C32],
+    batch: usize,
+) -> Result<Vec<f32>, TrainError> {
+    let channels = record.dataset.channels;
+    let len = record.dataset.window_len;
+    let prep = record.train.prep;
+    let mut ws = ReprWorkspace::new();
+    let mut x = Vec::with_capacity(batch * record.model.rows * len);
+    let mut scratch = Vec::new();
+    for w in windows.chunks_exact(channels * len) {
+        scratch.clear();
+        scratch.extend_from_slice(w);
+        prep.normalization.apply(&mut scratch);
+        prep.representation
+            .write(&scratch, channels, &mut ws, &mut x)?;
+    }
+    let device = Device::flex();
+    let input =
+        Tensor::<3>::from_data(TensorData::new(x, [batch, record.model.rows, len]), &device);
+    model
+        .forward(input)
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::param("model", format!("logits are not f32: {e:?}")))
+}
+
+/// Exports the run (see the module documentation). Errors name the run folder, the file or
+/// the option at fault.
+pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
+    let run_dir = &options.run_dir;
+    let (onnx_path, card_path, file_name) = destination(&options.out)?;
+    let name = options.name.clone().unwrap_or(file_name);
+    if name.trim().is_empty() {
+        return Err(TrainError::param("name", "is empty; expected a model name"));
+    }
+    if options.version.trim().is_empty() {
+        return Err(TrainError::param(
+            "version",
+            "is empty; expected e.g. 1.0.0",
+        ));
+    }
+    let (record, model) = load_trained(run_dir)?;
+    let split_path = run_dir.join(SPLIT_FILE);
+    if !split_path.is_file() {
+        return Err(run_err(run_dir, format!("has no {SPLIT_FILE}")));
+    }
+    let split = Split::load(&split_path)?;
+    if split.test.is_empty() {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "{SPLIT_FILE} holds no test windows, so nothing can measure the model; train with \
+                 a test fraction above 0"
+            ),
+        ));
+    }
+
+    // The dataset the run trained on.
+    let data_dir = options
+        .data
+        .clone()
+        .unwrap_or_else(|| record.train.data.clone());
+    if !data_dir.join("manifest.json").is_file() {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "trained on the dataset {}, which has no manifest.json here; pass its folder with \
+                 --data",
+                data_dir.display()
+            ),
+        ));
+    }
+    let digest = Manifest::digest_of_file(&data_dir)?;
+    if digest != record.dataset.manifest_digest || split.manifest_digest != digest {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "was trained on the dataset with manifest digest {} but {} has {digest}",
+                record.dataset.manifest_digest,
+                data_dir.display()
+            ),
+        ));
+    }
+    let mut dataset = Dataset::open(&data_dir)?;
+    let manifest = dataset.manifest.clone();
+    if split.windows != record.dataset.windows || split.windows > dataset.len() {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "{SPLIT_FILE} covers {} windows but the run used {} of the dataset's {}",
+                split.windows,
+                record.dataset.windows,
+                dataset.len()
+            ),
+        ));
+    }
+    if let Some(&bad) = split.test.iter().find(|&&i| i as usize >= split.windows) {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "{SPLIT_FILE} holds test index {bad}, outside 0..{}",
+                split.windows
+            ),
+        ));
+    }
+    let sample_rate_hz = options
+        .sample_rate_hz
+        .or(manifest.sample_rate_hz)
+        .ok_or_else(|| {
+            TrainError::param(
+                "sample-rate-hz",
+                format!(
+                    "is needed: the manifest of {} gives no sample rate and the card must state \
+                     the rate the model was trained at",
+                    data_dir.display()
+                ),
+            )
+        })?;
+
+    // The graph.
+    let spec = record.model;
+    let mut graph = model.to_onnx(&spec, &name)?;
+    graph.doc_string(&format!(
+        "{} modulation classifier trained by specwatch-train; input '{ONNX_INPUT}' [N, {}, {}], \
+         output '{ONNX_OUTPUT}' [N, {}]",
+        record.train.arch, spec.rows, spec.window_len, spec.num_classes
+    ));
+    graph.metadata("specwatch_arch", &record.train.arch)?;
+    graph.metadata("specwatch_model_version", &options.version)?;
+
+    // The card, metrics to follow.
+    let metrics = read_metrics(run_dir)?;
+    let best = metrics.iter().rev().find(|m| m.best);
+    let samples_per_s = if metrics.is_empty() {
+        0.0
+    } else {
+        metrics.iter().map(|m| m.train_samples_per_s).sum::<f64>() / metrics.len() as f64
+    };
+    let dataset_name = data_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| match &manifest.source {
+            DatasetSource::Synth { recipe, .. } => recipe.clone(),
+            DatasetSource::Radioml { variant, .. } => variant.clone(),
+        });
+    let t = &record.train;
+    let mut training = json!({
+        "arch": t.arch,
+        "epochs_run": metrics.last().map(|m| m.epoch).unwrap_or(0),
+        "epochs_planned": t.epochs,
+        "best_epoch": best.map(|m| m.epoch),
+        "best_val_loss": best.map(|m| m.val_loss),
+        "best_val_accuracy": best.map(|m| m.val_acc),
+        "lr": t.lr,
+        "min_lr": t.min_lr,
+        "weight_decay": t.weight_decay,
+        "optimizer": if t.weight_decay > 0.0 { "adamw" } else { "adam" },
+        "batch_size": t.batch_size,
+        "dropout": t.dropout,
+        "width": t.width,
+        "seed": t.seed,
+        "split": { "train": t.split.train, "val": t.split.val, "test": t.split.test },
+        "windows": record.dataset.windows,
+        "train_samples_per_s": samples_per_s,
+        "command": train_command(t),
+        "specwatch_version": record.specwatch_version,
+    });
+    if let Some(cmd) = &options.command {
+        training["export_command"] = Value::String(cmd.clone());
+    }
+    let Value::Object(training) = training else {
+        unreachable!("a JSON object literal")
+    };
+    let mut card = ModelCard {
+        name: name.clone(),
+        version: options.version.clone(),
+        task: Task::Amc,
+        window_len: manifest.window_len,
+        channels: manifest.channels,
+        sample_rate_hz,
+        inputs: vec![WindowInput {
+            name: ONNX_INPUT.into(),
+            layout: vec![
+                Dim::Batch,
+                Dim::Fixed(spec.rows),
+                Dim::Fixed(spec.window_len),
+            ],
+            dtype: DType::Float32,
+            representation: t.prep.representation,
+            normalization: t.prep.normalization,
+        }],
+        extra_inputs: Vec::new(),
+        outputs: vec![OutputSpec {
+            name: ONNX_OUTPUT.into(),
+            kind: OutputKind::Logits,
+        }],
+        classes: manifest.classes.clone(),
+        dataset: DatasetRef {
+            name: dataset_name,
+            manifest_sha256: digest,
+        },
+        metrics: serde_json::Map::new(),
+        training,
+    };
+
+    // Stage both files beside their destination, measure, then move them into place.
+    let dir = onnx_path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    }
+    // `models/NAME.export-partial.{onnx,json}`: a pair the loader takes (same stem).
+    let staged = |ext: &str| {
+        let mut s = onnx_path.with_extension("").into_os_string();
+        s.push(".export-partial");
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    let staged_onnx = staged(".onnx");
+    let staged_card = staged(".json");
+    let cleanup = || {
+        let _ = std::fs::remove_file(&staged_onnx);
+        let _ = std::fs::remove_file(&staged_card);
+    };
+    let result = (|| {
+        graph.save(&staged_onnx)?;
+        super::write_json(&staged_card, &card)?;
+        let mut served = Served::load(&staged_card, &options.runtime)?;
+        let test_set = read_test_set(&mut dataset, &split.test, split.windows)?;
+        let (test, parity) = measure(&mut served, &model, &record, &manifest, &test_set)?;
+        if parity > PARITY_TOLERANCE {
+            return Err(TrainError::param(
+                "model",
+                format!(
+                    "the exported graph's logits differ from the trained model's by up to \
+                     {parity:e} (tolerance {PARITY_TOLERANCE:e}); the {} export is wrong",
+                    record.train.arch
+                ),
+            ));
+        }
+        card.metrics = metrics_json(&test, parity, served.runtime().version());
+        super::write_json(&staged_card, &card)?;
+        Served::load(&staged_card, &options.runtime)?;
+        Ok((test, parity))
+    })();
+    let (test, parity) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup();
+            return Err(e);
+        }
+    };
+    std::fs::rename(&staged_onnx, &onnx_path).map_err(TrainError::io(&onnx_path))?;
+    std::fs::rename(&staged_card, &card_path).map_err(TrainError::io(&card_path))?;
+    Ok(ExportReport {
+        onnx_path,
+        card_path,
+        card,
+        test,
+        parity_max_abs: parity,
+    })
+}
+
+/// Runs the test windows through the served model; returns the metrics and the largest
+/// |burn − ONNX Runtime| logit difference on the first batch.
+fn measure(
+    served: &mut Served,
+    model: &Model,
+    record: &RunRecord,
+    manifest: &Manifest,
+    set: &TestSet,
+) -> Result<(TestMetrics, f32), TrainError> {
+    let w = manifest.channels * manifest.window_len;
+    let classes = manifest.classes.len();
+    let mut per_snr: BTreeMap<i64, (f32, usize, usize)> = BTreeMap::new();
+    let mut correct = 0usize;
+    let mut parity = 0.0f32;
+    for (b, chunk) in set.windows.chunks(EVAL_BATCH * w).enumerate() {
+        let batch = chunk.len() / w;
+        let out = served.run(chunk, batch)?;
+        if b == 0 {
+            let reference = burn_logits(model, record, chunk, batch)?;
+            for i in 0..batch {
+                for (got, want) in out.scores(i).iter().zip(&reference[i * classes..]) {
+                    parity = parity.max((got - want).abs());
+                }
+            }
+        }
+        for i in 0..batch {
+            let k = b * EVAL_BATCH + i;
+            let hit = out.best(i).map(|c| c.class as i64) == Some(set.labels[k]);
+            correct += usize::from(hit);
+            let point = snr_point(&manifest.snr_grid_db, set.snr_db[k]);
+            // Keyed by millidecibels so the map sorts numerically.
+            let e = per_snr
+                .entry((point * 1000.0).round() as i64)
+                .or_insert((point, 0, 0));
+            e.1 += 1;
+            e.2 += usize::from(hit);
+        }
+    }
+    let windows = set.labels.len();
+    Ok((
+        TestMetrics {
+            windows,
+            accuracy: correct as f64 / windows.max(1) as f64,
+            by_snr_db: per_snr.into_values().collect(),
+        },
+        parity,
+    ))
+}
+
+fn metrics_json(
+    test: &TestMetrics,
+    parity: f32,
+    runtime_version: Option<&str>,
+) -> serde_json::Map<String, Value> {
+    let mut by_snr = serde_json::Map::new();
+    let mut windows_by_snr = serde_json::Map::new();
+    for &(snr, n, hits) in &test.by_snr_db {
+        by_snr.insert(format!("{snr}"), json!(hits as f64 / n.max(1) as f64));
+        windows_by_snr.insert(format!("{snr}"), json!(n));
+    }
+    let value = json!({
+        "split": "test",
+        "windows": test.windows,
+        "accuracy": test.accuracy,
+        "accuracy_by_snr_db": by_snr,
+        "windows_by_snr_db": windows_by_snr,
+        "measured_with": format!(
+            "ONNX Runtime {} (CPU) through specwatch::infer, on the raw test windows",
+            runtime_version.unwrap_or("(version unknown)")
+        ),
+        "burn_onnx_max_abs_logit_diff": parity,
+    });
+    match value {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_drops_a_model_extension_and_keeps_dots_in_names() {
+        let (onnx, card, name) = destination(Path::new("models/amc-v1.2")).unwrap();
+        assert_eq!(onnx, PathBuf::from("models/amc-v1.2.onnx"));
+        assert_eq!(card, PathBuf::from("models/amc-v1.2.json"));
+        assert_eq!(name, "amc-v1.2");
+        let (onnx, _, name) = destination(Path::new("models/cnn.onnx")).unwrap();
+        assert_eq!(onnx, PathBuf::from("models/cnn.onnx"));
+        assert_eq!(name, "cnn");
+        let e = destination(Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("'out'"), "{e}");
+    }
+
+    #[test]
+    fn snr_points_snap_to_the_nearest_grid_value() {
+        let grid = [-10.0, 0.0, 10.0];
+        assert_eq!(snr_point(&grid, 3.9), 0.0);
+        assert_eq!(snr_point(&grid, 6.1), 10.0);
+        assert_eq!(snr_point(&[], 6.4), 6.0);
+    }
+
+    #[test]
+    fn train_command_names_every_setting() {
+        let mut c = TrainConfig::new("cldnn", Path::new("data/rml"));
+        c.prep.max_windows = Some(1000);
+        let cmd = train_command(&c);
+        for part in [
+            "specwatch-train train",
+            "--arch cldnn",
+            "--data data/rml",
+            "--batch 256",
+            "--max-windows 1000",
+            "--normalization unit_rms",
+            "--representation iq",
+        ] {
+            assert!(cmd.contains(part), "{cmd} lacks {part}");
+        }
+    }
+}
