@@ -14,7 +14,9 @@
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
-//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders.
+//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders,
+//!   evaluation of exported models through `infer` (accuracy per SNR and class, confusion, PNG
+//!   report).
 //!
 //! # Data flow
 //! ```text
@@ -24,6 +26,7 @@
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
 //! iq::dataset ──▶ train::data (dsp normalise, repr) ──▶ train::fit ──▶ run folder (weights, metrics)
+//! models/<name> + iq::dataset ──▶ infer::Model ──▶ train::eval ──▶ report (JSON, Markdown, PNG)
 //! ```
 
 pub mod dsp;

@@ -6,16 +6,24 @@
 //! - [`models`]: the architectures, one file each, and the registry [`models::build`].
 //! - [`fit`]: the training loop — Adam(W) with a cosine schedule, cross-entropy, validation each
 //!   epoch, early stopping, checkpoints and `--resume`, and the run folder it writes.
+//! - [`eval`]: an exported model (card + ONNX) on a dataset folder through the daemon's
+//!   [`crate::infer::Model`]: accuracy overall, per SNR and per class, the confusion matrix,
+//!   classes matched by name; JSON, a text table and a report folder.
+//! - [`plot`]: the report's PNG charts (own raster drawing, embedded font).
 //!
 //! ```text
 //! dataset folder ──▶ data::prepare ──▶ Split::stratified ──▶ fit ──▶ RUN_DIR/{config.json,
 //!                    (dsp normalise + repr)                         metrics.jsonl, split.json,
 //!                                                                   best.bpk, checkpoint/}
+//! models/NAME.{json,onnx} + dataset folder ──▶ eval ──▶ REPORT_DIR/{eval.json, report.md,
+//!                                                       accuracy_vs_snr.png, confusion.png}
 //! ```
 
 pub mod data;
+pub mod eval;
 pub mod fit;
 pub mod models;
+pub mod plot;
 
 use std::path::PathBuf;
 

@@ -6,6 +6,8 @@ mod channel;
 mod cli;
 mod dataset;
 mod dsp;
+#[cfg(feature = "train")]
+mod eval;
 mod infer;
 mod iq_files;
 mod onnx;
