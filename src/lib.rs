@@ -25,6 +25,9 @@
 //! - [`flowgraph`]: the FutureSDR blocks (sources, framer, gate, inference, sink) and the
 //!   [`flowgraph::Station`] built from a config.
 //! - [`daemon`]: what the `specwatch` commands do — `run`, `check`, `replay`, `devices`.
+//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders,
+//!   evaluation of exported models through `infer` (accuracy per SNR and class, confusion, PNG
+//!   report).
 //!
 //! # Data flow
 //! ```text
@@ -37,6 +40,7 @@
 //! config ──▶ flowgraph::Station: source ──▶ framer ──▶ gate ──▶ inference (workers) ──▶ sink
 //! detections ──▶ store::DetectionWriter ──▶ SQLite ──▶ api (/detections, /detections/stream)
 //! every part ──▶ telemetry::Metrics ──▶ api (/metrics)
+//! models/<name> + iq::dataset ──▶ infer::Model ──▶ train::eval ──▶ report (JSON, Markdown, PNG)
 //! ```
 
 pub mod api;

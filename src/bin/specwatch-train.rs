@@ -47,6 +47,10 @@ enum Command {
     /// its test-split accuracy through ONNX Runtime.
     #[cfg(feature = "train")]
     Export(ExportArgs),
+    /// Evaluate an exported model on a dataset folder: accuracy overall, per SNR and per class,
+    /// and the confusion matrix (classes matched by name).
+    #[cfg(feature = "train")]
+    Eval(EvalArgs),
 }
 
 #[cfg(feature = "train")]
@@ -78,8 +82,47 @@ struct ExportArgs {
 
 #[cfg(feature = "train")]
 #[derive(clap::Args)]
+struct EvalArgs {
+    /// The model card (models/NAME.json), or its .onnx file with the card beside it.
+    #[arg(long)]
+    model: PathBuf,
+    /// The dataset folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Also write a report folder: eval.json, report.md, accuracy_vs_snr.png, confusion.png.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout instead of the tables.
+    #[arg(long)]
+    json: bool,
+    /// Windows per inference batch.
+    #[arg(long, default_value_t = specwatch::train::eval::DEFAULT_BATCH)]
+    batch: usize,
+    /// Evaluate at most N windows, taken as evenly spaced runs across the dataset.
+    #[arg(long)]
+    max_windows: Option<usize>,
+    /// Execution provider: auto, cpu, cuda or cuda:ID.
+    #[arg(long, default_value = "auto")]
+    provider: String,
+    /// ONNX Runtime threads inside one operator (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The ONNX Runtime library (default: ORT_DYLIB_PATH, then the well-known places).
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
+    /// For a model with an SNR input: feed the dataset's true SNR instead of the estimate the
+    /// daemon computes from each window.
+    #[arg(long)]
+    true_snr: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[cfg(feature = "train")]
+#[derive(clap::Args)]
 struct TrainArgs {
-    /// Architecture: vtcnn2, cldnn, gru2 or transformer.
+    /// Architecture: vtcnn2, resnet1d, cldnn, gru2 or transformer.
     #[arg(long)]
     arch: Option<String>,
     /// The dataset folder.
@@ -235,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train(args),
         #[cfg(feature = "train")]
         Command::Export(args) => export(args),
+        Command::Eval(args) => eval(args),
     }
 }
 
@@ -500,4 +544,80 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    use specwatch::infer::RuntimeOptions;
+    use specwatch::train::eval::{EvalOptions, SnrInput, evaluate, parse_provider, write_report};
+
+    let options = EvalOptions {
+        batch: args.batch,
+        max_windows: args.max_windows,
+        runtime: RuntimeOptions {
+            library: args.ort_library.clone(),
+            execution: parse_provider(&args.provider)?,
+            intra_threads: args.threads,
+        },
+        snr_input: if args.true_snr {
+            SnrInput::Dataset
+        } else {
+            SnrInput::Estimated
+        },
+    };
+    let bar = progress_bar(0, args.quiet, "evaluating");
+    let evaluation = evaluate(&args.model, &args.data, &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .with_context(|| {
+        format!(
+            "evaluating {} on {}",
+            args.model.display(),
+            args.data.display()
+        )
+    })?;
+    bar.finish_and_clear();
+    if let Some(dir) = &args.report {
+        let command =
+            shell_command_line(std::env::args_os().map(|a| a.to_string_lossy().into_owned()));
+        let files = write_report(&evaluation, dir, &command)
+            .with_context(|| format!("writing the report into {}", dir.display()))?;
+        if !args.json {
+            eprintln!("report: {}", files.markdown.display());
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&evaluation.to_json())?);
+    } else {
+        print!("{}", evaluation.text_table());
+    }
+    Ok(())
+}
+
+/// The command line as a shell would take it back: arguments with characters outside a safe set
+/// are single-quoted.
+#[cfg(feature = "train")]
+fn shell_command_line(args: impl Iterator<Item = String>) -> String {
+    let quoted: Vec<String> = args
+        .enumerate()
+        .map(|(i, a)| {
+            // The program itself by its name, not by where it was run from.
+            let a = if i == 0 {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or(a)
+            } else {
+                a
+            };
+            let safe = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if safe {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect();
+    quoted.join(" ")
 }

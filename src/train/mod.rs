@@ -9,6 +9,10 @@
 //! - [`export`]: a run folder → `models/<name>.onnx` + `models/<name>.json` (the model card),
 //!   with the test split's accuracy measured by running the exported graph through
 //!   [`crate::infer::Model`], the daemon's own code path.
+//! - [`eval`]: an exported model (card + ONNX) on a dataset folder through the daemon's
+//!   [`crate::infer::Model`]: accuracy overall, per SNR and per class, the confusion matrix,
+//!   classes matched by name; JSON, a text table and a report folder.
+//! - [`plot`]: the report's PNG charts (own raster drawing, embedded font).
 //!
 //! ```text
 //! dataset folder ──▶ data::prepare ──▶ Split::stratified ──▶ fit ──▶ RUN_DIR/{config.json,
@@ -19,8 +23,15 @@
 
 pub mod data;
 pub mod export;
+//! models/NAME.{json,onnx} + dataset folder ──▶ eval ──▶ REPORT_DIR/{eval.json, report.md,
+//!                                                       accuracy_vs_snr.png, confusion.png}
+//! ```
+
+pub mod data;
+pub mod eval;
 pub mod fit;
 pub mod models;
+pub mod plot;
 
 use std::path::PathBuf;
 

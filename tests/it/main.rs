@@ -11,6 +11,7 @@ mod deploy;
 mod dsp;
 #[cfg(feature = "train")]
 mod export;
+mod eval;
 mod infer;
 mod iq_files;
 mod onnx;
