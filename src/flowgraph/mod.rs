@@ -57,11 +57,11 @@ pub use inference::{Inference, InferenceSettings};
 pub use replay_source::ReplaySource;
 pub use sink::{CollectingSink, DetectionSink, Sink};
 #[cfg(feature = "soapy")]
-pub use soapy_source::SoapySource;
+pub use soapy_source::{SoapySource, devices as soapy_devices};
 pub use station::{RunSummary, RunningStation, Station, StationError};
 pub use synthetic_source::SyntheticSource;
 #[cfg(feature = "uhd")]
-pub use uhd_source::UhdSource;
+pub use uhd_source::{UhdSource, devices as uhd_devices};
 
 use crate::iq::C32;
 

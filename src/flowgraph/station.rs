@@ -53,7 +53,7 @@ fn prepare_error(key: impl Into<String>, message: impl std::fmt::Display) -> Sta
 /// A source ready to become a block.
 enum Opened {
     Replay {
-        capture: Capture,
+        capture: Box<Capture>,
         config: crate::config::ReplaySource,
     },
     Synthetic {
@@ -158,7 +158,7 @@ fn stage_source(i: usize, s: &SourceConfig) -> Result<Staged, StationError> {
                 center: r.center_freq_hz.or(capture.center_freq_hz()),
                 start_ns,
                 opened: Opened::Replay {
-                    capture,
+                    capture: Box::new(capture),
                     config: r.clone(),
                 },
             })
@@ -380,7 +380,7 @@ impl Station {
             let src_ref = match src.opened {
                 Opened::Replay { capture, config } => {
                     let block = fg.add(ReplaySource::new(
-                        capture,
+                        *capture,
                         config.mode,
                         config.repeat,
                         config.chunk_samples,

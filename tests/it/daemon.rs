@@ -1098,3 +1098,94 @@ fn devices_says_what_is_compiled_in() {
         assert!(stdout.contains("UHD: not compiled in"), "{stdout}");
     }
 }
+
+// ---------------------------------------------------------------- hardware sources
+
+const SOAPY_SOURCE: &str = "kind = \"soapy\"\nargs = \"driver=specwatch-no-such-driver\"\ncenter_freq_hz = 433.92e6\nsample_rate_hz = 1e6\nmax_retries = 2\nretry_backoff_ms = 10";
+const UHD_SOURCE: &str = "kind = \"uhd\"\naddresses = [\"192.0.2.1\", \"192.0.2.2\"]\ncenter_freq_hz = 2.45e9\nsample_rate_hz = 1e6\nmax_retries = 1\nretry_backoff_ms = 10";
+
+fn hardware_config(dir: &Path, source: &str) -> Config {
+    let card = fixture::band_model(dir, "band128", 1, 128);
+    let text = MINIMAL
+        .replace("kind = \"synthetic\"", source)
+        .replace("models/amc128.json", &card.display().to_string());
+    Config::parse(&text).expect("valid hardware config")
+}
+
+#[cfg(not(feature = "soapy"))]
+#[test]
+fn soapy_source_without_the_feature_says_how_to_get_it() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let err = specwatch::flowgraph::Station::prepare(&hardware_config(dir.path(), SOAPY_SOURCE))
+        .expect_err("no soapy in this build")
+        .to_string();
+    assert!(
+        err.contains("source[0].kind") && err.contains("--features soapy"),
+        "{err}"
+    );
+}
+
+#[cfg(not(feature = "uhd"))]
+#[test]
+fn uhd_source_without_the_feature_says_how_to_get_it() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let err = specwatch::flowgraph::Station::prepare(&hardware_config(dir.path(), UHD_SOURCE))
+        .expect_err("no uhd in this build")
+        .to_string();
+    assert!(
+        err.contains("source[0].kind") && err.contains("--features uhd"),
+        "{err}"
+    );
+}
+
+/// With the feature: a device that is not there is retried with backoff, counted as stream
+/// errors, and the run ends with an error naming the source once the retries are spent.
+#[cfg(any(feature = "soapy", feature = "uhd"))]
+fn hardware_gives_up(source: &str, attempts: u64) {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let station = specwatch::flowgraph::Station::prepare(&hardware_config(dir.path(), source))
+        .expect("prepare (devices open when the flowgraph starts)");
+    let metrics = specwatch::telemetry::Metrics::new();
+    let running = station
+        .start(specwatch::flowgraph::CollectingSink::new(), metrics.clone())
+        .expect("start");
+    let t0 = Instant::now();
+    while !running.is_finished() && running.fault().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the source never gave up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.stop_blocking();
+    let err = running.join().expect_err("no device").to_string();
+    assert!(
+        err.contains("source 's'") && err.contains("gave up after"),
+        "{err}"
+    );
+    assert_eq!(
+        metrics.stream_errors_total.with_label_values(&["s"]).get(),
+        attempts
+    );
+}
+
+#[cfg(feature = "soapy")]
+#[test]
+fn soapy_source_without_a_device_retries_then_fails_naming_it() {
+    hardware_gives_up(SOAPY_SOURCE, 3);
+}
+
+#[cfg(feature = "uhd")]
+#[test]
+fn uhd_source_without_a_device_retries_then_fails_naming_it() {
+    hardware_gives_up(UHD_SOURCE, 2);
+}
