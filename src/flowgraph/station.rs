@@ -72,6 +72,18 @@ struct PreparedSource {
     opened: Opened,
 }
 
+/// Whether a source may be held back when inference falls behind (no radio to overflow).
+fn can_wait(opened: &Opened) -> bool {
+    match opened {
+        Opened::Replay { config, .. } => config.mode == crate::config::ReplayMode::Fast,
+        Opened::Synthetic { config, .. } => config.mode == crate::config::ReplayMode::Fast,
+        #[cfg(feature = "soapy")]
+        Opened::Soapy(_) => false,
+        #[cfg(feature = "uhd")]
+        Opened::Uhd(_) => false,
+    }
+}
+
 /// One model's chain, ready to become blocks.
 struct PreparedChain {
     source: usize,
@@ -321,7 +333,7 @@ impl Station {
         }
         let mut chains = Vec::with_capacity(loaded.len());
         for (j, ((source, sessions), m)) in loaded.into_iter().zip(&config.models).enumerate() {
-            let chain = prepare_chain(
+            let mut chain = prepare_chain(
                 j,
                 m,
                 config.gate_of(m),
@@ -329,6 +341,7 @@ impl Station {
                 &sources[source].info,
                 sessions,
             )?;
+            chain.settings.backpressure = can_wait(&sources[source].opened);
             models[j].channels = chain.chain.channels.clone();
             chains.push(chain);
         }
@@ -650,6 +663,7 @@ fn prepare_chain(
             max_wait: Duration::from_millis(m.max_wait_ms),
             queue_capacity: m.queue_capacity,
             bearing,
+            backpressure: false,
         },
         chain: ChainInfo {
             stream: info.clone(),
