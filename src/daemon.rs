@@ -454,14 +454,15 @@ pub fn write_replay(
 }
 
 /// `specwatch devices`: the receivers this build can see, or why none can be listed.
+#[allow(clippy::vec_init_then_push)] // which lines depends on the features built in
 pub fn devices() -> Vec<String> {
     let mut lines = Vec::new();
     #[cfg(feature = "uhd")]
-    lines.extend(crate::flowgraph::hardware_devices::uhd());
+    lines.extend(crate::flowgraph::uhd_devices());
     #[cfg(not(feature = "uhd"))]
     lines.push("UHD: not compiled in (rebuild with --features uhd)".to_string());
     #[cfg(feature = "soapy")]
-    lines.extend(crate::flowgraph::hardware_devices::soapy());
+    lines.extend(crate::flowgraph::soapy_devices());
     #[cfg(not(feature = "soapy"))]
     lines.push("Soapy: not compiled in (rebuild with --features soapy)".to_string());
     lines

@@ -393,24 +393,19 @@ impl SourceConfig {
             }
         };
         let kind = match table.remove("kind") {
-            Some(toml::Value::String(s)) => {
-                let k = match s.as_str() {
-                    "replay" => parse_kind(&key, table, p).map(SourceKind::Replay),
-                    "synthetic" => parse_kind(&key, table, p).map(SourceKind::Synthetic),
-                    "soapy" => parse_kind(&key, table, p).map(SourceKind::Soapy),
-                    "uhd" => parse_kind(&key, table, p).map(SourceKind::Uhd),
-                    other => {
-                        p.push(
-                            format!("{key}.kind"),
-                            format!(
-                                "unknown source kind '{other}'; expected one of {SOURCE_KINDS:?}"
-                            ),
-                        );
-                        None
-                    }
-                };
-                k
-            }
+            Some(toml::Value::String(s)) => match s.as_str() {
+                "replay" => parse_kind(&key, table, p).map(SourceKind::Replay),
+                "synthetic" => parse_kind(&key, table, p).map(SourceKind::Synthetic),
+                "soapy" => parse_kind(&key, table, p).map(SourceKind::Soapy),
+                "uhd" => parse_kind(&key, table, p).map(SourceKind::Uhd),
+                other => {
+                    p.push(
+                        format!("{key}.kind"),
+                        format!("unknown source kind '{other}'; expected one of {SOURCE_KINDS:?}"),
+                    );
+                    None
+                }
+            },
             Some(other) => {
                 p.push(
                     format!("{key}.kind"),

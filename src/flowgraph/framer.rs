@@ -70,7 +70,11 @@ impl Framer {
         assert_eq!(spec.channels, pick.len(), "frame spec channels");
         Self {
             input: Default::default(),
-            output: Default::default(),
+            output: {
+                let mut w = slab::Writer::default();
+                super::hand_over_at_once(&mut w);
+                w
+            },
             source_channels,
             per_channel: vec![Vec::new(); pick.len()],
             pick,

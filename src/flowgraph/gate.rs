@@ -78,7 +78,11 @@ impl Gate {
         };
         Ok(Self {
             input: Default::default(),
-            output: Default::default(),
+            output: {
+                let mut w = slab::Writer::default();
+                super::hand_over_at_once(&mut w);
+                w
+            },
             rule,
             channels,
             source: source.to_string(),

@@ -29,12 +29,17 @@ pub struct InferenceSettings {
     pub queue_capacity: usize,
     /// Direction finding for multi-channel windows, when the model has an array.
     pub bearing: Option<(DoaEstimator, DoaMethod)>,
+    /// Wait for queue space instead of dropping: for sources that can be held back (a replay
+    /// or generator running as fast as possible), never for a live or paced stream.
+    pub backpressure: bool,
 }
 
 /// Classifies windows on worker threads, one [`Model`] session each.
 ///
 /// Windows go into a bounded queue; a full queue drops the window and counts it
-/// (`specwatch_windows_dropped_total{reason="queue_full"}`), as does a window with a sample
+/// (`specwatch_windows_dropped_total{reason="queue_full"}`) — unless the source can be held
+/// back ([`InferenceSettings::backpressure`], a fast replay), when the block stops taking input
+/// until the workers catch up. Also dropped and counted:  a window with a sample
 /// that is not finite (`reason="nonfinite"`) and, at shutdown, every window not yet classified
 /// (`reason="shutdown"`). When its input ends, it waits for the windows in flight before it
 /// finishes, so a replay loses nothing.
@@ -60,6 +65,7 @@ pub struct InferenceSettings {
 ///     max_wait: Duration::from_millis(20),
 ///     queue_capacity: 1024,
 ///     bearing: None,
+///     backpressure: false,
 /// };
 /// let inference = Inference::new(vec![model], &settings, metrics, Default::default());
 /// ```
@@ -76,6 +82,7 @@ pub struct Inference {
     shutdown: Arc<AtomicBool>,
     in_flight: usize,
     pending: VecDeque<Classified>,
+    backpressure: bool,
     model: String,
     metrics: Arc<Metrics>,
     fault: Fault,
@@ -128,7 +135,11 @@ impl Inference {
             .collect();
         Self {
             input: Default::default(),
-            output: Default::default(),
+            output: {
+                let mut w = slab::Writer::default();
+                super::hand_over_at_once(&mut w);
+                w
+            },
             queue: Some(queue),
             results,
             wakeup,
@@ -136,6 +147,7 @@ impl Inference {
             shutdown,
             in_flight: 0,
             pending: VecDeque::new(),
+            backpressure: settings.backpressure,
             model,
             metrics,
             fault,
@@ -183,16 +195,22 @@ impl Kernel for Inference {
         _meta: &mut BlockMeta,
     ) -> Result<()> {
         let input = self.input.slice();
-        let taken = input.len();
+        let mut taken = input.len();
+        let mut held_back = false;
         let (mut queue_full, mut nonfinite) = (0u64, 0u64);
         if let Some(queue) = &self.queue {
-            for w in input {
+            for (i, w) in input.iter().enumerate() {
                 if !w.iq.iter().all(|s| s.re.is_finite() && s.im.is_finite()) {
                     nonfinite += 1;
                     continue;
                 }
                 match queue.try_send(w.clone()) {
                     Ok(()) => self.in_flight += 1,
+                    Err(TrySendError::Full(_)) if self.backpressure => {
+                        taken = i;
+                        held_back = true;
+                        break;
+                    }
                     Err(TrySendError::Full(_)) => queue_full += 1,
                     Err(TrySendError::Disconnected(_)) => {
                         return Err(self.fault.record(format!(
@@ -217,6 +235,11 @@ impl Kernel for Inference {
         }
         self.output.produce(n);
 
+        if held_back {
+            // Woken when a worker has taken windows and sent results back.
+            io.block_on(self.wakeup.wait());
+            return Ok(());
+        }
         if self.input.finished() && self.input.slice().is_empty() {
             // No more windows: closing the queue lets the workers run their last partial
             // batches and exit.

@@ -57,13 +57,27 @@ pub use inference::{Inference, InferenceSettings};
 pub use replay_source::ReplaySource;
 pub use sink::{CollectingSink, DetectionSink, Sink};
 #[cfg(feature = "soapy")]
-pub use soapy_source::SoapySource;
+pub use soapy_source::{SoapySource, devices as soapy_devices};
 pub use station::{RunSummary, RunningStation, Station, StationError};
 pub use synthetic_source::SyntheticSource;
 #[cfg(feature = "uhd")]
-pub use uhd_source::UhdSource;
+pub use uhd_source::{UhdSource, devices as uhd_devices};
+
+use futuresdr::runtime::buffer::CpuBufferWriter;
+use futuresdr::runtime::buffer::slab;
 
 use crate::iq::C32;
+
+/// Items per slab between the window stages.
+const SLAB_ITEMS: usize = 256;
+
+/// Makes a slab output hand each `work()` call's items downstream at once. A slab is passed
+/// on only when fewer than `min_items` slots are left in it, so with the default (1) a few
+/// windows could wait for hundreds more — for ever, behind a gate on a quiet band.
+fn hand_over_at_once<T: futuresdr::runtime::dev::CpuSample>(w: &mut slab::Writer<T>) {
+    w.set_min_buffer_size_in_items(SLAB_ITEMS);
+    w.set_min_items(SLAB_ITEMS);
+}
 
 /// One window on its way to inference: `channels × window_len` samples, channel-major.
 #[derive(Debug, Clone, Default)]

@@ -53,7 +53,7 @@ fn prepare_error(key: impl Into<String>, message: impl std::fmt::Display) -> Sta
 /// A source ready to become a block.
 enum Opened {
     Replay {
-        capture: Capture,
+        capture: Box<Capture>,
         config: crate::config::ReplaySource,
     },
     Synthetic {
@@ -70,6 +70,18 @@ enum Opened {
 struct PreparedSource {
     info: Arc<StreamInfo>,
     opened: Opened,
+}
+
+/// Whether a source may be held back when inference falls behind (no radio to overflow).
+fn can_wait(opened: &Opened) -> bool {
+    match opened {
+        Opened::Replay { config, .. } => config.mode == crate::config::ReplayMode::Fast,
+        Opened::Synthetic { config, .. } => config.mode == crate::config::ReplayMode::Fast,
+        #[cfg(feature = "soapy")]
+        Opened::Soapy(_) => false,
+        #[cfg(feature = "uhd")]
+        Opened::Uhd(_) => false,
+    }
 }
 
 /// One model's chain, ready to become blocks.
@@ -158,7 +170,7 @@ fn stage_source(i: usize, s: &SourceConfig) -> Result<Staged, StationError> {
                 center: r.center_freq_hz.or(capture.center_freq_hz()),
                 start_ns,
                 opened: Opened::Replay {
-                    capture,
+                    capture: Box::new(capture),
                     config: r.clone(),
                 },
             })
@@ -321,7 +333,7 @@ impl Station {
         }
         let mut chains = Vec::with_capacity(loaded.len());
         for (j, ((source, sessions), m)) in loaded.into_iter().zip(&config.models).enumerate() {
-            let chain = prepare_chain(
+            let mut chain = prepare_chain(
                 j,
                 m,
                 config.gate_of(m),
@@ -329,6 +341,7 @@ impl Station {
                 &sources[source].info,
                 sessions,
             )?;
+            chain.settings.backpressure = can_wait(&sources[source].opened);
             models[j].channels = chain.chain.channels.clone();
             chains.push(chain);
         }
@@ -380,7 +393,7 @@ impl Station {
             let src_ref = match src.opened {
                 Opened::Replay { capture, config } => {
                     let block = fg.add(ReplaySource::new(
-                        capture,
+                        *capture,
                         config.mode,
                         config.repeat,
                         config.chunk_samples,
@@ -650,6 +663,7 @@ fn prepare_chain(
             max_wait: Duration::from_millis(m.max_wait_ms),
             queue_capacity: m.queue_capacity,
             bearing,
+            backpressure: false,
         },
         chain: ChainInfo {
             stream: info.clone(),

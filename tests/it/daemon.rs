@@ -476,11 +476,10 @@ source = "synth"
     );
 }
 
-#[test]
-fn a_full_queue_drops_and_counts_windows_instead_of_stalling() {
-    if !runtime_available() {
-        return;
-    }
+/// Runs the tone capture through the 64-sample band model with a one-window queue; the
+/// replay paced (a stream that must not be held back) or fast. Returns (classified, dropped
+/// as queue_full, detections).
+fn one_window_queue(mode: specwatch::config::ReplayMode) -> (u64, u64, u64) {
     let dir = common::scratch();
     let card = fixture::band_model(dir.path(), "band64", 1, 64);
     let mut config = specwatch::daemon::replay_config(&ReplayRequest {
@@ -489,7 +488,11 @@ fn a_full_queue_drops_and_counts_windows_instead_of_stalling() {
         ..Default::default()
     })
     .expect("config");
-    // A one-window queue and a long batch wait: the fast replay outruns the worker.
+    if let specwatch::config::SourceKind::Replay(r) = &mut config.sources[0].kind {
+        r.mode = mode;
+        // Paced, but so fast that the whole capture arrives at once.
+        r.sample_rate_hz = Some(1e12);
+    }
     config.models[0].queue_capacity = 1;
     config.models[0].batch_size = 1;
     config.models[0].max_wait_ms = 0;
@@ -497,7 +500,7 @@ fn a_full_queue_drops_and_counts_windows_instead_of_stalling() {
     let station = specwatch::flowgraph::Station::prepare(&config).expect("prepare");
     let sink = specwatch::flowgraph::CollectingSink::new();
     let metrics = specwatch::telemetry::Metrics::new();
-    let summary = station
+    station
         .start(sink.clone(), metrics.clone())
         .expect("start")
         .join()
@@ -510,12 +513,33 @@ fn a_full_queue_drops_and_counts_windows_instead_of_stalling() {
         .windows_dropped_total
         .with_label_values(&["band64", "queue_full"])
         .get();
+    (classified, dropped, sink.take().len() as u64)
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_windows_instead_of_stalling_a_stream() {
+    if !runtime_available() {
+        return;
+    }
+    let (classified, dropped, detections) = one_window_queue(specwatch::config::ReplayMode::Paced);
+    // The framer hands over a whole chunk of windows at once; a one-window queue cannot take
+    // them, and the stream does not wait.
+    assert!(dropped > 0, "nothing dropped ({classified} classified)");
     assert_eq!(
         classified + dropped,
         144,
-        "every window is either classified or counted as dropped ({summary:?})"
+        "every window is classified or counted as dropped"
     );
-    assert_eq!(sink.take().len() as u64, classified);
+    assert_eq!(detections, classified);
+}
+
+#[test]
+fn a_fast_replay_waits_for_inference_and_loses_nothing() {
+    if !runtime_available() {
+        return;
+    }
+    let (classified, dropped, detections) = one_window_queue(specwatch::config::ReplayMode::Fast);
+    assert_eq!((classified, dropped, detections), (144, 0, 144));
 }
 
 // ---------------------------------------------------------------- config errors
@@ -1097,4 +1121,95 @@ fn devices_says_what_is_compiled_in() {
     if !cfg!(feature = "uhd") {
         assert!(stdout.contains("UHD: not compiled in"), "{stdout}");
     }
+}
+
+// ---------------------------------------------------------------- hardware sources
+
+const SOAPY_SOURCE: &str = "kind = \"soapy\"\nargs = \"driver=specwatch-no-such-driver\"\ncenter_freq_hz = 433.92e6\nsample_rate_hz = 1e6\nmax_retries = 2\nretry_backoff_ms = 10";
+const UHD_SOURCE: &str = "kind = \"uhd\"\naddresses = [\"192.0.2.1\", \"192.0.2.2\"]\ncenter_freq_hz = 2.45e9\nsample_rate_hz = 1e6\nmax_retries = 1\nretry_backoff_ms = 10";
+
+fn hardware_config(dir: &Path, source: &str) -> Config {
+    let card = fixture::band_model(dir, "band128", 1, 128);
+    let text = MINIMAL
+        .replace("kind = \"synthetic\"", source)
+        .replace("models/amc128.json", &card.display().to_string());
+    Config::parse(&text).expect("valid hardware config")
+}
+
+#[cfg(not(feature = "soapy"))]
+#[test]
+fn soapy_source_without_the_feature_says_how_to_get_it() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let err = specwatch::flowgraph::Station::prepare(&hardware_config(dir.path(), SOAPY_SOURCE))
+        .expect_err("no soapy in this build")
+        .to_string();
+    assert!(
+        err.contains("source[0].kind") && err.contains("--features soapy"),
+        "{err}"
+    );
+}
+
+#[cfg(not(feature = "uhd"))]
+#[test]
+fn uhd_source_without_the_feature_says_how_to_get_it() {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let err = specwatch::flowgraph::Station::prepare(&hardware_config(dir.path(), UHD_SOURCE))
+        .expect_err("no uhd in this build")
+        .to_string();
+    assert!(
+        err.contains("source[0].kind") && err.contains("--features uhd"),
+        "{err}"
+    );
+}
+
+/// With the feature: a device that is not there is retried with backoff, counted as stream
+/// errors, and the run ends with an error naming the source once the retries are spent.
+#[cfg(any(feature = "soapy", feature = "uhd"))]
+fn hardware_gives_up(source: &str, attempts: u64) {
+    if !runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let station = specwatch::flowgraph::Station::prepare(&hardware_config(dir.path(), source))
+        .expect("prepare (devices open when the flowgraph starts)");
+    let metrics = specwatch::telemetry::Metrics::new();
+    let running = station
+        .start(specwatch::flowgraph::CollectingSink::new(), metrics.clone())
+        .expect("start");
+    let t0 = Instant::now();
+    while !running.is_finished() && running.fault().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the source never gave up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.stop_blocking();
+    let err = running.join().expect_err("no device").to_string();
+    assert!(
+        err.contains("source 's'") && err.contains("gave up after"),
+        "{err}"
+    );
+    assert_eq!(
+        metrics.stream_errors_total.with_label_values(&["s"]).get(),
+        attempts
+    );
+}
+
+#[cfg(feature = "soapy")]
+#[test]
+fn soapy_source_without_a_device_retries_then_fails_naming_it() {
+    hardware_gives_up(SOAPY_SOURCE, 3);
+}
+
+#[cfg(feature = "uhd")]
+#[test]
+fn uhd_source_without_a_device_retries_then_fails_naming_it() {
+    hardware_gives_up(UHD_SOURCE, 2);
 }

@@ -38,7 +38,7 @@ pub fn band_of(freq: f64) -> &'static str {
 /// Writes `<dir>/<name>.onnx` and its card `<dir>/<name>.json`: the band classifier for
 /// windows of `channels × len`. Returns the card's path.
 pub fn band_model(dir: &Path, name: &str, channels: usize, len: usize) -> PathBuf {
-    assert!(len % 4 == 0, "len must split into four bands");
+    assert!(len.is_multiple_of(4), "len must split into four bands");
     let rows = 2 * channels;
     let width = rows * len;
     let mut g = GraphBuilder::new(name);
