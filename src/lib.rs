@@ -14,7 +14,8 @@
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
-//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders.
+//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders,
+//!   export of a run to an ONNX model and its card.
 //!
 //! # Data flow
 //! ```text
@@ -24,6 +25,7 @@
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
 //! iq::dataset ──▶ train::data (dsp normalise, repr) ──▶ train::fit ──▶ run folder (weights, metrics)
+//! run folder ──▶ train::export (Model::to_onnx + card, test split through infer::Model) ──▶ models/
 //! ```
 
 pub mod dsp;
