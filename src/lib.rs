@@ -14,7 +14,6 @@
 //! - [`synth`]: the signal generator — modulators, audio, channel impairments, antenna arrays,
 //!   and the dataset recipes.
 //! - [`onnx`]: the ONNX writer — trained weights onto standard ONNX operators, `.onnx` files.
-//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders.
 //! - [`store`]: the detection store — SQLite (WAL), a non-blocking writer with batching, merging
 //!   and retention, filtered and paginated queries, a feed of committed detections.
 //! - [`api`]: the daemon's HTTP API (axum) — `/detections`, `/detections/stream`, `/metrics`,
@@ -26,8 +25,8 @@
 //!   [`flowgraph::Station`] built from a config.
 //! - [`daemon`]: what the `specwatch` commands do — `run`, `check`, `replay`, `devices`.
 //! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders,
-//!   evaluation of exported models through `infer` (accuracy per SNR and class, confusion, PNG
-//!   report).
+//!   export of a run to an ONNX model and its card, evaluation of exported models through
+//!   `infer` (accuracy per SNR and class, confusion, PNG report).
 //!
 //! # Data flow
 //! ```text
@@ -41,6 +40,7 @@
 //! detections ──▶ store::DetectionWriter ──▶ SQLite ──▶ api (/detections, /detections/stream)
 //! every part ──▶ telemetry::Metrics ──▶ api (/metrics)
 //! models/<name> + iq::dataset ──▶ infer::Model ──▶ train::eval ──▶ report (JSON, Markdown, PNG)
+//! run folder ──▶ train::export (Model::to_onnx + card, test split through infer::Model) ──▶ models/
 //! ```
 
 pub mod api;

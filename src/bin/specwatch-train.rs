@@ -523,7 +523,11 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     options.data = args.data;
     options.sample_rate_hz = args.sample_rate_hz;
     options.runtime.library = args.ort_library;
-    options.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
+    // The program by its name rather than the path it was started from.
+    let command: Vec<String> = std::iter::once("specwatch-train".to_string())
+        .chain(std::env::args().skip(1))
+        .collect();
+    options.command = Some(command.join(" "));
     let report =
         export(&options).with_context(|| format!("exporting the run in {}", args.run.display()))?;
     println!(
