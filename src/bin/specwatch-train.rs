@@ -589,12 +589,25 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
             eprintln!("report: {}", files.markdown.display());
         }
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&evaluation.to_json())?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&evaluation.to_json())? + "\n"
     } else {
-        print!("{}", evaluation.text_table());
+        evaluation.text_table()
+    };
+    write_stdout(&text)
+}
+
+/// Writes `text` to stdout; a reader that has gone away (`| head`) is not an error.
+#[cfg(feature = "train")]
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to stdout"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The command line as a shell would take it back: arguments with characters outside a safe set

@@ -878,7 +878,7 @@ pub fn evaluate(
     }
 
     let mut warnings = Vec::new();
-    if digest == card.dataset.manifest_sha256 {
+    if digest.eq_ignore_ascii_case(&card.dataset.manifest_sha256) {
         warnings.push(format!(
             "the model's card says it was trained on this very dataset (manifest sha256 {}); \
              unless these windows were held out from training, the accuracy is optimistic",
@@ -897,6 +897,13 @@ pub fn evaluate(
         warnings.push(format!("ran on CPU: {reason}"));
     }
     let has_snr_input = card.extra_inputs.iter().any(|i| i.kind == ExtraKind::SnrDb);
+    if !has_snr_input && options.snr_input == SnrInput::Dataset {
+        warnings.push(format!(
+            "the dataset's true SNR was asked for, but model '{}' has no SNR input; it changes \
+             nothing",
+            card.name
+        ));
+    }
 
     let grid: Vec<f64> = {
         let mut g: Vec<f64> = manifest.snr_grid_db.iter().map(|v| f64::from(*v)).collect();
@@ -992,7 +999,7 @@ pub fn evaluate(
                     .filter(|(_, n)| **n > 0)
                     .map(|(p, n)| (card.classes[p].clone(), *n))
                     .collect();
-                predicted.sort_by(|a, b| b.1.cmp(&a.1));
+                predicted.sort_by_key(|p| std::cmp::Reverse(p.1));
                 UnsupportedClass {
                     name: manifest.classes[label].clone(),
                     windows: counts.iter().sum(),

@@ -389,6 +389,36 @@ fn class_the_model_lacks_is_reported_and_left_out_of_the_accuracy() {
 }
 
 #[test]
+fn evaluating_on_the_training_dataset_is_flagged() {
+    if !runtime_loads() {
+        return;
+    }
+    let tmp = common::scratch();
+    let data = tmp.path().join("data");
+    write_dataset(
+        &data,
+        &["A", "B", "C"],
+        &make_windows(&["A", "B", "C"], 2),
+        1,
+    );
+    let mut c = card("argmax", &MODEL_CLASSES);
+    let digest = Manifest::digest_of_file(&data).expect("digest");
+    c["dataset"]["manifest_sha256"] = json!(digest.to_uppercase());
+    let model = write_model(tmp.path(), "argmax", 3, &c);
+    let e = evaluate(&model, &data, &options(64), &mut |_, _| {}).expect("evaluates");
+    assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
+    assert!(
+        e.warnings[0].contains("trained on this very dataset"),
+        "{:?}",
+        e.warnings
+    );
+    assert!(
+        e.markdown("cmd")
+            .contains("> **Note:** the model's card says it was trained")
+    );
+}
+
+#[test]
 fn max_windows_takes_a_subset_spread_over_the_dataset() {
     if !runtime_loads() {
         return;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::canvas::{Align, Canvas, Weight};
+use super::canvas::{Align, Canvas, TextStyle, Weight};
 use super::{PlotError, colors, format_tick, nice_step};
 
 /// Width and height of the accuracy chart, px.
@@ -68,9 +68,7 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
         LEFT - 60.0,
         42.0,
         &chart.title,
-        24.0,
-        Weight::Bold,
-        colors::TEXT,
+        TextStyle::new(24.0, Weight::Bold, colors::TEXT),
         Align::Start,
     );
     let subtitle = c.fit_text(&chart.subtitle, 15.0, Weight::Regular, w - LEFT);
@@ -78,9 +76,7 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
         LEFT - 60.0,
         70.0,
         &subtitle,
-        15.0,
-        Weight::Regular,
-        colors::MUTED,
+        TextStyle::new(15.0, Weight::Regular, colors::MUTED),
         Align::Start,
     );
 
@@ -107,9 +103,7 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
             LEFT - 10.0,
             y,
             &format_tick(f64::from(k) * 10.0),
-            14.0,
-            Weight::Regular,
-            colors::MUTED,
+            TextStyle::new(14.0, Weight::Regular, colors::MUTED),
             Align::End,
         );
     }
@@ -122,9 +116,7 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
             x,
             bottom + 26.0,
             &format_tick(tick),
-            14.0,
-            Weight::Regular,
-            colors::MUTED,
+            TextStyle::new(14.0, Weight::Regular, colors::MUTED),
             Align::Center,
         );
         tick += x_step;
@@ -142,18 +134,14 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
         (LEFT + right) / 2.0,
         h - 20.0,
         "SNR (dB)",
-        16.0,
-        Weight::Regular,
-        colors::TEXT,
+        TextStyle::new(16.0, Weight::Regular, colors::TEXT),
         Align::Center,
     );
     c.text_vertical(
         28.0,
         (TOP + bottom) / 2.0,
         "Accuracy (%)",
-        16.0,
-        Weight::Regular,
-        colors::TEXT,
+        TextStyle::new(16.0, Weight::Regular, colors::TEXT),
         Align::Center,
     );
 
@@ -165,9 +153,7 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
             right - 4.0,
             y - 6.0,
             &format!("chance {:.1} %", 100.0 * p),
-            13.0,
-            Weight::Regular,
-            colors::FAINT,
+            TextStyle::new(13.0, Weight::Regular, colors::FAINT),
             Align::End,
         );
     }
@@ -217,9 +203,7 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
         lx + 40.0,
         y,
         &overall_label,
-        label_size,
-        Weight::Bold,
-        colors::TEXT,
+        TextStyle::new(label_size, Weight::Bold, colors::TEXT),
         Align::Start,
     );
     for (k, s) in chart.per_class.iter().enumerate() {
@@ -235,9 +219,7 @@ pub fn render(chart: &AccuracyChart) -> Result<Canvas, PlotError> {
             lx + 40.0,
             y,
             &label,
-            label_size,
-            Weight::Regular,
-            colors::TEXT,
+            TextStyle::new(label_size, Weight::Regular, colors::TEXT),
             Align::Start,
         );
     }

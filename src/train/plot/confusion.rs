@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::canvas::{Align, Canvas, Rgb, Weight};
+use super::canvas::{Align, Canvas, Rgb, TextStyle, Weight};
 use super::{PlotError, colors};
 
 /// What the confusion chart shows.
@@ -88,9 +88,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
         28.0,
         42.0,
         &chart.title,
-        24.0,
-        Weight::Bold,
-        colors::TEXT,
+        TextStyle::new(24.0, Weight::Bold, colors::TEXT),
         Align::Start,
     );
     let subtitle = c.fit_text(&chart.subtitle, 15.0, Weight::Regular, width as f32 - 56.0);
@@ -98,9 +96,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
         28.0,
         70.0,
         &subtitle,
-        15.0,
-        Weight::Regular,
-        colors::MUTED,
+        TextStyle::new(15.0, Weight::Regular, colors::MUTED),
         Align::Start,
     );
 
@@ -115,9 +111,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
                     x0 + side / 2.0,
                     top + cell / 2.0,
                     "no windows of this class",
-                    value_size.min(12.0),
-                    Weight::Regular,
-                    colors::FAINT,
+                    TextStyle::new(value_size.min(12.0), Weight::Regular, colors::FAINT),
                     Align::Center,
                 );
             }
@@ -157,9 +151,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
                 left + (cell - 1.0) / 2.0,
                 top + (cell - 1.0) / 2.0,
                 &text,
-                value_size,
-                weight,
-                ink,
+                TextStyle::new(value_size, weight, ink),
                 Align::Center,
             );
         }
@@ -182,18 +174,14 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
             x0 - 10.0,
             y0 + mid,
             label,
-            label_size,
-            Weight::Regular,
-            colors::TEXT,
+            TextStyle::new(label_size, Weight::Regular, colors::TEXT),
             Align::End,
         );
         c.text_vertical(
             x0 + mid,
             y0 + side + 10.0,
             label,
-            label_size,
-            Weight::Regular,
-            colors::TEXT,
+            TextStyle::new(label_size, Weight::Regular, colors::TEXT),
             Align::End,
         );
     }
@@ -201,18 +189,14 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
         x0 - 10.0 - longest - 22.0,
         y0 + side / 2.0,
         "True class",
-        16.0,
-        Weight::Bold,
-        colors::TEXT,
+        TextStyle::new(16.0, Weight::Bold, colors::TEXT),
         Align::Center,
     );
     c.text(
         x0 + side / 2.0,
         y0 + side + 10.0 + longest + 34.0,
         "Predicted class",
-        16.0,
-        Weight::Bold,
-        colors::TEXT,
+        TextStyle::new(16.0, Weight::Bold, colors::TEXT),
         Align::Center,
     );
 
@@ -222,9 +206,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
         counts_x,
         y0 - 10.0,
         "windows",
-        12.0,
-        Weight::Regular,
-        colors::MUTED,
+        TextStyle::new(12.0, Weight::Regular, colors::MUTED),
         Align::End,
     );
     for (t, row) in chart.counts.iter().enumerate() {
@@ -233,9 +215,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
             counts_x,
             y0 + t as f32 * cell + (cell - 1.0) / 2.0,
             &group_thousands(total),
-            label_size.min(13.0),
-            Weight::Regular,
-            colors::MUTED,
+            TextStyle::new(label_size.min(13.0), Weight::Regular, colors::MUTED),
             Align::End,
         );
     }
@@ -257,9 +237,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
         bar_x,
         y0 - 10.0,
         "% of row",
-        12.0,
-        Weight::Regular,
-        colors::MUTED,
+        TextStyle::new(12.0, Weight::Regular, colors::MUTED),
         Align::Start,
     );
     for pct in [0, 25, 50, 75, 100] {
@@ -269,9 +247,7 @@ pub fn render(chart: &ConfusionChart) -> Result<Canvas, PlotError> {
             bar_x + 25.0,
             y,
             &pct.to_string(),
-            12.0,
-            Weight::Regular,
-            colors::MUTED,
+            TextStyle::new(12.0, Weight::Regular, colors::MUTED),
             Align::Start,
         );
     }
@@ -283,7 +259,7 @@ fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(ch);

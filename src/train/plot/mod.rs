@@ -18,7 +18,7 @@ pub mod confusion;
 use std::path::PathBuf;
 
 pub use accuracy::{ACCURACY_SIZE, AccuracyChart, Series, accuracy_vs_snr};
-pub use canvas::{Align, Canvas, Rgb, Weight};
+pub use canvas::{Align, Canvas, Rgb, TextStyle, Weight};
 pub use confusion::{ConfusionChart, confusion_matrix, confusion_size};
 
 /// Why a chart could not be drawn or written.
