@@ -53,6 +53,6 @@ pub mod iq;
 pub mod onnx;
 pub mod store;
 pub mod synth;
+pub mod telemetry;
 #[cfg(feature = "train")]
 pub mod train;
-pub mod telemetry;

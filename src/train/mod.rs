@@ -19,16 +19,13 @@
 //!                    (dsp normalise + repr)                         metrics.jsonl, split.json,
 //!                                                                   best.bpk, checkpoint/}
 //! RUN_DIR ──▶ export ──▶ models/<name>.onnx + models/<name>.json (card with test metrics)
-//! ```
-
-pub mod data;
-pub mod export;
 //! models/NAME.{json,onnx} + dataset folder ──▶ eval ──▶ REPORT_DIR/{eval.json, report.md,
 //!                                                       accuracy_vs_snr.png, confusion.png}
 //! ```
 
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod fit;
 pub mod models;
 pub mod plot;

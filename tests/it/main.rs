@@ -9,9 +9,9 @@ mod daemon;
 mod dataset;
 mod deploy;
 mod dsp;
+mod eval;
 #[cfg(feature = "train")]
 mod export;
-mod eval;
 mod infer;
 mod iq_files;
 mod onnx;
