@@ -87,7 +87,9 @@ fn session(config: &SoapyConfig, s: &mut Session<'_>) -> Result<(), String> {
 /// # use std::sync::Arc;
 /// # use specwatch::flowgraph::{SoapySource, StreamInfo};
 /// # let metrics = specwatch::telemetry::Metrics::new();
-/// # let config: specwatch::config::SoapySource = unimplemented!();
+/// let config: specwatch::config::SoapySource =
+///     toml::from_str("args = \"driver=rtlsdr\"\ncenter_freq_hz = 433.9e6\nsample_rate_hz = 1e6")
+///         .expect("config");
 /// let info = Arc::new(StreamInfo::new("rtl", "soapy", 2.4e6, Some(433.92e6), 1, None));
 /// let src = SoapySource::new(config, info, metrics, Default::default());
 /// ```

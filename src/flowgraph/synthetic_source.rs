@@ -42,7 +42,8 @@ const MAX_PACING_SLEEP: Duration = Duration::from_millis(20);
 /// # use specwatch::flowgraph::{StreamInfo, SyntheticSource};
 /// # use specwatch::synth::recipe::Recipe;
 /// # let metrics = specwatch::telemetry::Metrics::new();
-/// # let config: specwatch::config::SyntheticSource = unimplemented!();
+/// let config: specwatch::config::SyntheticSource =
+///     toml::from_str("recipe = \"rml2016a\"\nsnr_db = [0.0, 18.0]").expect("config");
 /// let recipe = Recipe::by_name("rml2016a", &Default::default(), 1).expect("recipe");
 /// let info = Arc::new(StreamInfo::new("synth", "synthetic", 200e3, None, 1, None));
 /// let src = SyntheticSource::new(recipe, (0..11).collect(), &config, info, metrics);

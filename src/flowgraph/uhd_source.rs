@@ -181,7 +181,11 @@ fn session(config: &UhdConfig, s: &mut Session<'_>) -> Result<(), String> {
 /// # use std::sync::Arc;
 /// # use specwatch::flowgraph::{StreamInfo, UhdSource};
 /// # let metrics = specwatch::telemetry::Metrics::new();
-/// # let config: specwatch::config::UhdSource = unimplemented!();
+/// let config: specwatch::config::UhdSource = toml::from_str(
+///     "addresses = [\"addr=192.168.10.2\", \"addr=192.168.20.2\"]\n\
+///      center_freq_hz = 2.45e9\nsample_rate_hz = 1e6",
+/// )
+/// .expect("config");
 /// let info = Arc::new(StreamInfo::new("x300", "uhd", 1e6, Some(2.45e9), 4, None));
 /// let src = UhdSource::new(config, info, metrics, Default::default());
 /// ```
