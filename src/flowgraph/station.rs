@@ -390,6 +390,7 @@ impl Station {
         let mut chains: Vec<Option<PreparedChain>> = self.chains.into_iter().map(Some).collect();
         for (i, src) in self.sources.into_iter().enumerate() {
             let info = src.info.clone();
+            metrics.register_source(&info.name);
             let src_ref = match src.opened {
                 Opened::Replay { capture, config } => {
                     let block = fg.add(ReplaySource::new(
@@ -434,6 +435,7 @@ impl Station {
                     continue;
                 }
                 let Some(c) = slot.take() else { continue };
+                metrics.register_model(&c.chain.model, &c.chain.classes);
                 let framer = fg.add(Framer::new(
                     info.channels,
                     c.pick,

@@ -254,6 +254,40 @@ impl Metrics {
         })
     }
 
+    /// Creates the zero-valued series of one source (samples, windows, gate rejections,
+    /// overflows, stream errors, `source_up` = 0), so dashboards and alerts see every configured
+    /// source from the first scrape instead of "no data" until its first event.
+    pub fn register_source(&self, source: &str) {
+        for counter in [
+            &self.samples_in_total,
+            &self.windows_framed_total,
+            &self.windows_gate_rejected_total,
+            &self.device_overflows_total,
+            &self.stream_errors_total,
+        ] {
+            counter.with_label_values(&[source]).inc_by(0);
+        }
+        self.source_up.with_label_values(&[source]).add(0);
+    }
+
+    /// Creates the zero-valued series of one model: windows classified, every drop reason
+    /// ([`WINDOW_DROP_REASONS`]) and one detection counter per class of its card.
+    pub fn register_model(&self, model: &str, classes: &[String]) {
+        self.windows_classified_total
+            .with_label_values(&[model])
+            .inc_by(0);
+        for reason in WINDOW_DROP_REASONS {
+            self.windows_dropped_total
+                .with_label_values(&[model, reason])
+                .inc_by(0);
+        }
+        for class in classes {
+            self.detections_total
+                .with_label_values(&[model, class.as_str()])
+                .inc_by(0);
+        }
+    }
+
     /// Counts one detection made by the sink: `specwatch_detections_total` and, when the
     /// detection has them, the SNR and azimuth histograms.
     pub fn record_detection(&self, d: &crate::store::Detection) {
@@ -316,5 +350,33 @@ mod tests {
         assert!(text.contains("specwatch_build_info{version=\""));
         assert!(text.contains("specwatch_detections_dropped_total{reason=\"store_backlog\"} 0"));
         assert!(text.contains("specwatch_detection_latency_seconds_bucket"));
+    }
+
+    #[test]
+    fn registered_sources_and_models_are_exported_at_zero() {
+        let m = Metrics::new();
+        m.register_source("rx0");
+        m.register_model("amc128", &["BPSK".to_string(), "QPSK".to_string()]);
+        let text = m.render();
+        for line in [
+            "specwatch_samples_in_total{source=\"rx0\"} 0",
+            "specwatch_windows_gate_rejected_total{source=\"rx0\"} 0",
+            "specwatch_device_overflows_total{source=\"rx0\"} 0",
+            "specwatch_stream_errors_total{source=\"rx0\"} 0",
+            "specwatch_source_up{source=\"rx0\"} 0",
+            "specwatch_windows_classified_total{model=\"amc128\"} 0",
+            "specwatch_windows_dropped_total{model=\"amc128\",reason=\"queue_full\"} 0",
+            "specwatch_windows_dropped_total{model=\"amc128\",reason=\"shutdown\"} 0",
+            "specwatch_detections_total{class=\"QPSK\",model=\"amc128\"} 0",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        // Registering again (a restart of the flowgraph) keeps counts.
+        m.samples_in_total.with_label_values(&["rx0"]).inc_by(5);
+        m.register_source("rx0");
+        assert!(
+            m.render()
+                .contains("specwatch_samples_in_total{source=\"rx0\"} 5")
+        );
     }
 }

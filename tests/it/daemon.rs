@@ -992,6 +992,16 @@ impl Daemon {
     }
 }
 
+/// A test that fails midway must not leave its daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn notifications(sock: &UnixDatagram) -> Vec<String> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -1212,4 +1222,184 @@ fn soapy_source_without_a_device_retries_then_fails_naming_it() {
 #[test]
 fn uhd_source_without_a_device_retries_then_fails_naming_it() {
     hardware_gives_up(UHD_SOURCE, 2);
+}
+
+/// A real Prometheus server scrapes the running daemon (`specwatch run` on a looped one-channel
+/// capture and a looped four-channel array capture with a MUSIC bearing), and every Grafana panel
+/// query and dashboard variable returns finite data from it; `promtool check metrics` accepts
+/// the daemon's exposition.
+#[test]
+fn prometheus_scraping_the_running_daemon_has_data_for_every_dashboard_panel() {
+    use crate::common::prometheus::{
+        PrometheusServer, dashboard_path, label_values_to_promql, panel_queries, tool,
+        variable_queries,
+    };
+    if !runtime_available() {
+        return;
+    }
+    let (Some(_), Some(promtool)) = (tool("prometheus"), tool("promtool")) else {
+        return;
+    };
+    let dir = common::scratch();
+    let card = fixture::band_model(dir.path(), "band128", 1, 128);
+    let array_card = fixture::band_model(dir.path(), "band128-array", 1, 128);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[station]
+name = "scraped"
+[api]
+listen = "{addr}"
+[runtime]
+execution_provider = "cpu"
+intra_threads = 1
+[store]
+path = "{store}"
+flush_interval_ms = 20
+[gate]
+kind = "snr"
+threshold_db = 6.0
+
+[[source]]
+name = "tones"
+kind = "replay"
+path = "{tones}"
+mode = "paced"
+loop = true
+sample_rate_hz = 50000.0
+
+[[source]]
+name = "array"
+kind = "replay"
+path = "{array}"
+mode = "paced"
+loop = true
+sample_rate_hz = 50000.0
+
+[[model]]
+card = "{card}"
+source = "tones"
+batch_size = 4
+max_wait_ms = 10
+
+[[model]]
+card = "{array_card}"
+source = "array"
+channels = [0, 1, 2, 3]
+batch_size = 4
+max_wait_ms = 10
+[model.doa]
+array = "ura"
+spacing_wavelengths = 0.5
+step_deg = 2.0
+"#,
+            store = dir.path().join("state/detections.sqlite").display(),
+            tones = tones_path().display(),
+            array = array_path().display(),
+            card = card.display(),
+            array_card = array_card.display(),
+        ),
+    )
+    .expect("write config");
+
+    let mut daemon = Daemon::start(&config, addr, None, dir.path().join("run.log"));
+    daemon.wait_ready();
+    let prom = PrometheusServer::start(&addr.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    // Rates over the dashboard's 30 s interval need two scrapes with traffic between them.
+    prom.wait_for_scrapes(4, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut missing = Vec::new();
+    let queries = panel_queries(&dashboard_path());
+    for (title, expr) in &queries {
+        let samples = prom
+            .query(expr)
+            .unwrap_or_else(|e| panic!("panel {title}: {e}"));
+        if samples.is_empty() {
+            missing.push(format!("panel {title}: no series from {expr}"));
+        }
+        for s in samples.iter().filter(|s| !s.value.is_finite()) {
+            missing.push(format!(
+                "panel {title}: {} for {:?} from {expr}",
+                s.value, s.labels
+            ));
+        }
+    }
+    for (name, query) in variable_queries(&dashboard_path()) {
+        let promql = label_values_to_promql(&query).expect("label_values query");
+        if !prom
+            .has_data(&promql)
+            .unwrap_or_else(|e| panic!("variable {name}: {e}"))
+        {
+            missing.push(format!("variable {name}: no series from {promql}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the dashboard lacks data from the running daemon:\n{}\ndaemon log:\n{}",
+        missing.join("\n"),
+        daemon.log()
+    );
+    eprintln!(
+        "{} panel queries returned data from the running daemon",
+        queries.len()
+    );
+
+    // What the panels show is what the daemon did: both models classified windows, the
+    // array model's detections carry azimuths, and the gate held back the noise.
+    let value = |expr: &str| -> f64 {
+        let samples = prom.query(expr).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(samples.len(), 1, "{expr}: {samples:?}");
+        samples[0].value
+    };
+    for model in ["band128", "band128-array"] {
+        let classified = value(&format!(
+            "specwatch_windows_classified_total{{model=\"{model}\"}}"
+        ));
+        assert!(classified > 0.0, "{model} classified {classified}");
+    }
+    assert!(value("sum(specwatch_detection_azimuth_degrees_count{model=\"band128-array\"})") > 0.0);
+    // The one-channel model has no bearing to give.
+    assert!(
+        !prom
+            .has_data("specwatch_detection_azimuth_degrees_count{model=\"band128\"} > 0")
+            .expect("query")
+    );
+    assert!(value("sum(specwatch_windows_gate_rejected_total)") > 0.0);
+    assert_eq!(value("specwatch_flowgraph_running"), 1.0);
+    assert_eq!(value("specwatch_models_loaded"), 2.0);
+
+    let (status, body) = http_get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics on the daemon's /metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    daemon.signal("-TERM");
+    let (status, stderr) = daemon.wait_exit();
+    assert!(
+        status.success(),
+        "SIGTERM must end with exit 0: {status}\n{stderr}"
+    );
 }
