@@ -3,6 +3,12 @@
 //! - Replay throughput with every window classified (no gate), MS/s, beside the same windows
 //!   fed straight to `Model::run` in batches in the same run (the peer: what inference alone
 //!   costs; the ratio is the flowgraph's overhead).
+//! - Inference overhead against onnxruntime's Python binding: the same model, the same
+//!   preprocessed batches of 64 windows and the same thread count (`SPECWATCH_BENCH_THREADS`,
+//!   default 1), best of five passes each, in the same run: `Model::run` (preprocessing, the ort
+//!   session, softmax) against a bare `InferenceSession.run`. The interpreter is
+//!   `SPECWATCH_PYTHON`, else the venv of `scripts/setup`; without one this figure is skipped
+//!   and says why.
 //! - Replay ingest with the energy gate on a capture whose bursts occupy 10 % of the time,
 //!   MS/s, with the share of windows the gate let through.
 //! - Window → queryable latency at a paced 1 MS/s into the SQLite store: from the moment a
@@ -108,6 +114,135 @@ fn replay_run(config: &Config) -> (f64, u64, Arc<Metrics>) {
     )
 }
 
+/// Times one pass of `InferenceSession.run` over every batch of a raw little-endian f32 file,
+/// best of `repeats`; prints windows/s.
+const PYTHON_PEER: &str = r#"
+import sys, time
+import numpy as np
+import onnxruntime as ort
+onnx, data, batch, threads, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+so = ort.SessionOptions()
+so.intra_op_num_threads = threads
+so.inter_op_num_threads = 1
+s = ort.InferenceSession(onnx, so, providers=["CPUExecutionProvider"])
+i = s.get_inputs()[0]
+x = np.fromfile(data, dtype="<f4").reshape(-1, *i.shape[1:])
+batches = [np.ascontiguousarray(x[k:k + batch]) for k in range(0, len(x) - batch + 1, batch)]
+s.run(None, {i.name: batches[0]})
+best = float("inf")
+for _ in range(repeats):
+    t = time.perf_counter()
+    for b in batches:
+        s.run(None, {i.name: b})
+    best = min(best, time.perf_counter() - t)
+print(len(batches) * batch / best)
+"#;
+
+/// The reference Python (numpy, onnxruntime): `SPECWATCH_PYTHON`, else the venv of
+/// `scripts/setup` under `SPECWATCH_CACHE` (default `~/.cache/specwatch`).
+fn reference_python() -> Result<PathBuf, String> {
+    let candidate = match std::env::var_os("SPECWATCH_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("SPECWATCH_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/specwatch")))
+            .ok_or("neither SPECWATCH_PYTHON, SPECWATCH_CACHE nor HOME is set")?
+            .join("venv/bin/python"),
+    };
+    let ok = std::process::Command::new(&candidate)
+        .args(["-c", "import numpy, onnxruntime"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(candidate)
+    } else {
+        Err(format!(
+            "{} cannot import numpy and onnxruntime (run scripts/setup)",
+            candidate.display()
+        ))
+    }
+}
+
+/// `Model::run` against onnxruntime's Python binding on the same preprocessed batches of 64
+/// windows, with the same intra-op thread count, best of five passes each.
+fn python_overhead(dir: &Path, card: &Path, samples: &[C32], window: usize) {
+    const BATCH: usize = 64;
+    const REPEATS: usize = 5;
+    let threads = env_usize("SPECWATCH_BENCH_THREADS", 1);
+    let python = match reference_python() {
+        Ok(p) => p,
+        Err(why) => {
+            println!("inference overhead against onnxruntime-Python: SKIPPED: {why}");
+            return;
+        }
+    };
+    let mut m = Model::load(
+        card,
+        &RuntimeOptions {
+            execution: specwatch::infer::ExecutionPreference::Cpu,
+            intra_threads: Some(threads),
+            ..Default::default()
+        },
+    )
+    .expect("model");
+    if !m.card().extra_inputs.is_empty() || m.card().inputs.len() != 1 {
+        println!(
+            "inference overhead against onnxruntime-Python: SKIPPED: the peer feeds one window \
+             input, and this card has {} inputs and {} extra inputs",
+            m.card().inputs.len(),
+            m.card().extra_inputs.len()
+        );
+        return;
+    }
+    let input = m.card().inputs[0].name.clone();
+    let batches: Vec<&[C32]> = samples.chunks_exact(BATCH * window).collect();
+    // The preprocessed tensors, as the daemon's path makes them, for the Python peer.
+    let mut tensor = Vec::<u8>::new();
+    for b in &batches {
+        m.run(b, BATCH).expect("run");
+        for v in m.last_input(&input).expect("input tensor") {
+            tensor.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let data = dir.join("batches.f32");
+    std::fs::write(&data, &tensor).expect("write the batches");
+    let mut best = f64::INFINITY;
+    for _ in 0..REPEATS {
+        let t = Instant::now();
+        for b in &batches {
+            m.run(b, BATCH).expect("run");
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let ours = (batches.len() * BATCH) as f64 / best;
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(PYTHON_PEER)
+        .arg(m.onnx_path())
+        .arg(&data)
+        .arg(BATCH.to_string())
+        .arg(threads.to_string())
+        .arg(REPEATS.to_string())
+        .output()
+        .expect("start the Python peer");
+    let theirs: Option<f64> = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+    match theirs {
+        Some(theirs) if out.status.success() => println!(
+            "inference, batch {BATCH}, {threads} intra-op thread(s), {} windows: Model::run \
+             (preprocessing + ort + softmax) {ours:.0} windows/s; onnxruntime-Python \
+             InferenceSession.run on the same tensors {theirs:.0} windows/s; overhead {:+.1} %",
+            batches.len() * BATCH,
+            100.0 * (theirs / ours - 1.0)
+        ),
+        _ => println!(
+            "inference overhead against onnxruntime-Python: the peer failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let samples = env_usize("SPECWATCH_BENCH_SAMPLES", 2_000_000);
@@ -148,6 +283,8 @@ fn main() {
          Model::run alone on the same windows: {peer:8.2} MS/s; flowgraph/peer = {:.2}",
         msps / peer
     );
+    drop(m);
+    python_overhead(dir.path(), &card, &all[..windows * window], window);
 
     // 2. Energy gate on a 10 %-occupied capture.
     let sparse = capture(dir.path(), "sparse.npy", samples, 0.1);
