@@ -25,12 +25,17 @@
 //!    unit total power (GNU Radio leaves `[1, 0.8, 0.3]` as given, +2.4 dB on average), so the
 //!    channel's mean power gain is 1.
 //!
-//! **Windows are slices of a long stream.** RadioML cut its windows from one long run of the
-//! flowgraph, so a window sees the walks and the faders at a random moment. Each window therefore
-//! starts the SRO and CFO walks from their stationary spread — a walk clamped at `±max` is
-//! uniform on `[−max, max]` in the long run — and starts every fader with fresh uniform phases
-//! (GNU Radio seeds each fader once; with every sinusoid's phase uniform, a fresh draw is the same
-//! process seen at an independent, uniformly random moment). The fader's slow drift of the angle
+//! **Windows are slices of a run.** RadioML 2016.10a's generator builds a fresh flowgraph for
+//! every transmission of 10⁴ to 3·10⁴ source bytes (a few 10⁵ samples at 8 samples per symbol)
+//! and cuts windows at random positions along it. GNU Radio's `sro_model` and `cfo_model` start
+//! their walks at 0 Hz, so a window sees each walk after a uniformly random number of steps `k`
+//! from 0: [`OffsetWalk::run_samples`] sets the run's length, and the walk's value at the
+//! window's first sample is drawn from its law after `k` steps, `N(0, k·σ²)` clamped at `±max`
+//! (about ±6 Hz for the RadioML settings). A walk without a run length has run for ever and
+//! starts from its stationary spread, uniform on `[−max, max]` (that is also how a walk with
+//! `σ = 0` draws its constant offset). Every fader starts with fresh uniform phases (GNU Radio
+//! seeds each fader once; with every sinusoid's phase uniform, a fresh draw is the same process
+//! seen at an independent, uniformly random moment). The fader's slow drift of the angle
 //! θ (GNU Radio steps it by about `(0.00125·fD·Ts)^1.1` rad per sample, 10⁻⁹ rad at 1 Hz /
 //! 200 kHz) is held constant within a window. The faders move slowly (2π·fD·Ts rad per sample at
 //! most), so they are evaluated exactly every ≤ 64 samples (at most 0.01 rad apart) and
@@ -82,13 +87,25 @@ const FADER_GRID_MAX: usize = 64;
 
 /// A frequency offset that follows a random walk clamped at `±max_dev_hz` (GNU Radio's
 /// `sro_model` / `cfo_model`): each sample adds a zero-mean step with standard deviation
-/// `std_dev_hz`. Each window starts from the walk's stationary spread, uniform on ±max. A walk with
-/// `std_dev_hz = 0` is a constant offset, uniform on ±max per window.
+/// `std_dev_hz`.
+///
+/// Where a window starts on the walk: with `run_samples = Some(n)` the walk starts at 0 Hz at
+/// the start of a run of `n` samples and the window begins at a uniformly random sample of it
+/// (GNU Radio's blocks start at 0, and RadioML cut its windows from short runs); with `None` the
+/// walk has run for ever and the window starts from its stationary spread, uniform on ±max. A
+/// walk with `std_dev_hz = 0` is a constant offset, uniform on ±max per window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct OffsetWalk {
     pub std_dev_hz: f64,
     pub max_dev_hz: f64,
+    /// Samples of the run the window is cut from, the walk starting at 0 Hz at its start;
+    /// `None`: stationary (uniform on ±max).
+    pub run_samples: Option<u64>,
 }
+
+/// Samples of one RadioML 2016.10a transmission run: 10⁴ source bytes (3·10⁴ for QAM64) are
+/// 8·10⁴ bits, a few 10⁵ samples at 8 samples per symbol — 320,000 for QPSK, QAM16 and QAM64.
+pub const RML_RUN_SAMPLES: u64 = 320_000;
 
 /// Frequency-selective fading: one sum-of-sinusoids fader per path.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -151,7 +168,8 @@ impl ChannelConfig {
         }
     }
 
-    /// RadioML 2016.10a's dynamic channel: SRO walk σ 0.01 Hz, max 50 Hz; CFO walk σ 0.01 Hz,
+    /// RadioML 2016.10a's dynamic channel: walks starting at 0 Hz in runs of
+    /// [`RML_RUN_SAMPLES`]; SRO walk σ 0.01 Hz, max 50 Hz; CFO walk σ 0.01 Hz,
     /// max 500 Hz; 8-sinusoid faders, 1 Hz Doppler, Rician K = 4 on the first of three paths at
     /// delays [0, 0.9, 1.7] samples with gains [1, 0.8, 0.3].
     pub fn rml2016a(sample_rate_hz: f64) -> Self {
@@ -159,10 +177,12 @@ impl ChannelConfig {
             sample_rate_offset: Some(OffsetWalk {
                 std_dev_hz: 0.01,
                 max_dev_hz: 50.0,
+                run_samples: Some(RML_RUN_SAMPLES),
             }),
             carrier_offset: Some(OffsetWalk {
                 std_dev_hz: 0.01,
                 max_dev_hz: 500.0,
+                run_samples: Some(RML_RUN_SAMPLES),
             }),
             fading: Some(Fading {
                 sinusoids: 8,
@@ -216,6 +236,13 @@ impl ChannelConfig {
                 return Err(param(
                     name,
                     format!("max_dev_hz is {}; expected 0 to {max} Hz", w.max_dev_hz),
+                ));
+            }
+            if w.run_samples == Some(0) {
+                return Err(param(
+                    name,
+                    "run_samples is 0; expected at least 1 sample, or none for a stationary walk"
+                        .to_string(),
                 ));
             }
             Ok(())
@@ -323,7 +350,7 @@ impl ChannelConfig {
                 serde_json::json!({
                     "order": "sample-rate offset, carrier offset, selective fading, phase noise, IQ imbalance, noise, random gain",
                     "interpolator": format!("{INTERP_TAPS}-tap Kaiser-windowed sinc (beta {KAISER_BETA}), {INTERP_PHASES}-phase table for resampling"),
-                    "walk_start": "uniform within ±max_dev_hz (the clamped walk's stationary spread)",
+                    "walk_start": "with run_samples: the walk starts at 0 Hz at the start of the run and the window at a uniformly random sample k of it, so its first value is N(0, k·std_dev_hz²) clamped at ±max_dev_hz; without: uniform within ±max_dev_hz (the clamped walk's stationary spread)",
                     "walk_steps": "per sample, uniform on ±√3·std_dev_hz (zero mean, standard deviation std_dev_hz)",
                     "carrier_phase_start": "uniform in [0, 2π)",
                     "fader": "GNU Radio flat_fader (Xiao–Zheng sum of sinusoids) seen at a random moment: fresh uniform phases per window, θ held constant within a window, evaluated exactly every ≤64 samples and interpolated linearly; LOS (Rician K) on the first path only",
@@ -714,12 +741,17 @@ struct Walk {
 }
 
 impl Walk {
-    /// Starts from the walk's stationary spread: uniform on ±max.
+    /// The walk where the window starts: after a uniformly random number of steps from 0 Hz in
+    /// a run of `run_samples`, or (no run length) from its stationary spread, uniform on ±max.
     fn start(rng: &mut SynthRng, w: &OffsetWalk) -> Self {
-        let value = if w.max_dev_hz > 0.0 {
-            rng.random_range(-w.max_dev_hz..=w.max_dev_hz)
-        } else {
-            0.0
+        let value = match w.run_samples {
+            Some(run) if w.std_dev_hz > 0.0 => {
+                let steps = rng.random_range(0..run) as f64;
+                let z: f64 = rng.sample(StandardNormal);
+                (w.std_dev_hz * steps.sqrt() * z).clamp(-w.max_dev_hz, w.max_dev_hz)
+            }
+            _ if w.max_dev_hz > 0.0 => rng.random_range(-w.max_dev_hz..=w.max_dev_hz),
+            _ => 0.0,
         };
         Self {
             value,
@@ -950,6 +982,7 @@ mod tests {
         let w = OffsetWalk {
             std_dev_hz: 5.0,
             max_dev_hz: 1000.0,
+            run_samples: None,
         };
         let input = tone(600, 0.07);
         let out_len = 500;

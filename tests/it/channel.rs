@@ -264,13 +264,54 @@ fn dynamic_channel_keeps_mean_power_gain_near_1() {
 }
 
 #[test]
-fn carrier_offset_stays_within_500_hz_and_spreads() {
-    // Carrier offset alone: a constant input (0 Hz) comes out at the walk's frequency
-    // (within 0.05 Hz; the walk moves < 1 Hz in a window), |f| ≤ 500 Hz + 0.05 Hz. Walks start from
-    // their stationary spread, so more than a third of the windows are beyond ±250 Hz.
+fn rml2016a_carrier_offset_is_a_walk_from_zero_a_few_hz_wide() {
+    // RadioML's walks start at 0 Hz in runs of 320,000 samples: after k uniform in 0..320,000
+    // steps of σ 0.01 Hz the offset is N(0, k·σ²), RMS 0.01·√160,000 = 4 Hz over windows, and
+    // below 5·0.01·√320,000 ≈ 28 Hz always.
     let fs = 200e3;
     let cfo_only = ChannelConfig {
         carrier_offset: ChannelConfig::rml2016a(fs).carrier_offset,
+        ..ChannelConfig::ideal(fs)
+    };
+    assert_eq!(
+        cfo_only.carrier_offset.map(|w| w.run_samples),
+        Some(Some(specwatch::synth::channel::RML_RUN_SAMPLES))
+    );
+    let len = 1024;
+    let ch = Channel::new(cfo_only).unwrap();
+    let input = vec![C32::new(1.0, 0.0); ch.input_len(len)];
+    let windows = 400;
+    let mut sum_sq = 0.0;
+    for i in 0..windows {
+        let (y, trace) = ch.propagate_traced(&mut window_rng(13, i), &input, len);
+        let f = tone_frequency_hz(&y, fs);
+        assert!(f.abs() <= 28.3, "window {i}: {f} Hz");
+        assert!(
+            f >= trace.cfo_hz.0 - 0.05 && f <= trace.cfo_hz.1 + 0.05,
+            "window {i}: {f} Hz, walk {:?}",
+            trace.cfo_hz
+        );
+        sum_sq += f * f;
+    }
+    let rms = (sum_sq / windows as f64).sqrt();
+    assert!(
+        (3.0..5.0).contains(&rms),
+        "RMS offset {rms} Hz, expected ≈ 4 Hz"
+    );
+}
+
+#[test]
+fn stationary_carrier_offset_stays_within_500_hz_and_spreads() {
+    // A walk without a run length starts from its stationary spread: a constant input (0 Hz)
+    // comes out at the walk's frequency (within 0.05 Hz; the walk moves < 1 Hz in a window),
+    // |f| ≤ 500 Hz + 0.05 Hz, and more than a third of the windows are beyond ±250 Hz.
+    let fs = 200e3;
+    let cfo_only = ChannelConfig {
+        carrier_offset: Some(OffsetWalk {
+            std_dev_hz: 0.01,
+            max_dev_hz: 500.0,
+            run_samples: None,
+        }),
         ..ChannelConfig::ideal(fs)
     };
     let len = 1024;
@@ -299,7 +340,7 @@ fn carrier_offset_stays_within_500_hz_and_spreads() {
         "only {beyond_half} of 300 windows beyond ±250 Hz"
     );
     // The whole dynamic channel: the fading's random FM (1 Hz Doppler, faster phase changes in
-    // a fade) moves the tone by a few Hz around the walk: |f| ≤ 500 + 20 Hz, and 95 % of the
+    // a fade) moves the tone by a few Hz around the walk: |f| ≤ 28 + 20 Hz, and 95 % of the
     // windows within 3 Hz of the walk.
     let ch = Channel::new(ChannelConfig::rml2016a(fs)).unwrap();
     let input = vec![C32::new(1.0, 0.0); ch.input_len(len)];
@@ -307,7 +348,7 @@ fn carrier_offset_stays_within_500_hz_and_spreads() {
     for i in 0..300 {
         let (y, trace) = ch.propagate_traced(&mut window_rng(12, i), &input, len);
         let f = tone_frequency_hz(&y, fs);
-        assert!(f.abs() <= 520.0, "window {i}: {f} Hz");
+        assert!(f.abs() <= 48.0, "window {i}: {f} Hz");
         if f >= trace.cfo_hz.0 - 3.0 && f <= trace.cfo_hz.1 + 3.0 {
             near += 1;
         }
@@ -327,6 +368,7 @@ fn sample_rate_offset_is_bounded() {
         sample_rate_offset: Some(OffsetWalk {
             std_dev_hz: 0.01,
             max_dev_hz: 50.0,
+            run_samples: None,
         }),
         ..ChannelConfig::ideal(fs)
     };
@@ -529,9 +571,20 @@ fn bad_options_name_the_parameter() {
     cfg.carrier_offset = Some(OffsetWalk {
         std_dev_hz: -1.0,
         max_dev_hz: 500.0,
+        run_samples: None,
+    });
+    let e = Channel::new(cfg.clone()).unwrap_err().to_string();
+    assert!(e.contains("'carrier_offset'"), "{e}");
+    cfg.carrier_offset = Some(OffsetWalk {
+        std_dev_hz: 0.01,
+        max_dev_hz: 500.0,
+        run_samples: Some(0),
     });
     let e = Channel::new(cfg).unwrap_err().to_string();
-    assert!(e.contains("'carrier_offset'"), "{e}");
+    assert!(
+        e.contains("'carrier_offset'") && e.contains("run_samples"),
+        "{e}"
+    );
     let e = snr_grid_values((10.0, 0.0, 1.0)).unwrap_err().to_string();
     assert!(e.contains("'snr_grid'"), "{e}");
 }
