@@ -278,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train(args),
         #[cfg(feature = "train")]
         Command::Export(args) => export(args),
+        #[cfg(feature = "train")]
         Command::Eval(args) => eval(args),
     }
 }
@@ -549,6 +550,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+#[cfg(feature = "train")]
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     use specwatch::infer::RuntimeOptions;
     use specwatch::train::eval::{EvalOptions, SnrInput, evaluate, parse_provider, write_report};
