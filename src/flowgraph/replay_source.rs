@@ -108,10 +108,17 @@ impl Kernel for ReplaySource {
     ) -> Result<()> {
         let channels = self.per_channel.len();
         let space = self.output.slice().len() / channels;
-        if space == 0 {
+        let left_in_file = self.capture.len() - self.position;
+        // Write in large pieces: waiting until a chunk (or half the buffer, or the rest of the
+        // file) fits keeps the source and the framer from trading single samples, each trade a
+        // lock and a wake-up on both sides. The framer's consumption wakes this block again.
+        let worth_writing = (self.chunk as u64)
+            .min((self.output.max_items() / channels / 2).max(1) as u64)
+            .min(left_in_file)
+            .max(1);
+        if (space as u64) < worth_writing {
             return Ok(());
         }
-        let left_in_file = self.capture.len() - self.position;
         let mut frames = (space as u64).min(self.chunk as u64).min(left_in_file);
         if self.mode == ReplayMode::Paced {
             let due = (self.started.elapsed().as_secs_f64() * self.info.sample_rate_hz) as u64;
