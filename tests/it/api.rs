@@ -1,9 +1,8 @@
 //! The HTTP API over real HTTP on an ephemeral port, backed by a real store on disk.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -14,6 +13,7 @@ use specwatch::api::{ApiState, serve};
 use specwatch::store::{DetectionQuery, Store, StoreConfig};
 use specwatch::telemetry::{Metrics, ModelStatus, SourceStatus, StatusBoard};
 
+use crate::common::prometheus::{assert_promtool_accepts, tool};
 use crate::common::scratch;
 use crate::store::{T0, detection};
 
@@ -346,24 +346,6 @@ fn health_readiness_and_status() {
     assert_eq!(get_json(&server.url("/readyz")).0, 503);
 }
 
-/// `promtool`, or `None` with the reason printed (a failure with SPECWATCH_REQUIRE_PROMTOOL=1).
-fn promtool() -> Option<&'static str> {
-    let works = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if works {
-        return Some("promtool");
-    }
-    let why = "promtool is not installed (Debian package prometheus; scripts/setup installs it)";
-    if std::env::var("SPECWATCH_REQUIRE_PROMTOOL").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
 #[test]
 fn metrics_are_exposed_in_the_prometheus_text_format() {
     let server = Server::start();
@@ -439,27 +421,10 @@ fn metrics_are_exposed_in_the_prometheus_text_format() {
     );
     assert!(body.contains("specwatch_detection_latency_seconds_count 3"));
 
-    let Some(promtool) = promtool() else { return };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool runs");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics found problems:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    assert_promtool_accepts(&promtool, &body);
 }
 
 /// Reads server-sent events from `url` on a thread: (event, id, data) per event.

@@ -20,24 +20,8 @@ use serde_json::Value;
 use specwatch::config::Config;
 use specwatch::daemon::{ReplayRequest, replay};
 use specwatch::infer::RuntimeOptions;
-use specwatch::infer::runtime::runtime;
 
 use crate::common::{self, fixture};
-
-/// Whether ONNX Runtime loads; prints why not (fails under `SPECWATCH_REQUIRE_PYTHON=1`,
-/// where scripts/setup has provided it).
-fn runtime_available() -> bool {
-    match runtime(None) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
-                panic!("{e}");
-            }
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-    }
-}
 
 fn update_fixtures() -> bool {
     std::env::var("SPECWATCH_UPDATE_FIXTURES").as_deref() == Ok("1")
@@ -282,7 +266,7 @@ fn check_against_truth(capture: &Path, dets: &[(String, u64, u64, u64)]) {
 
 #[test]
 fn replay_regression_matches_golden_and_truth() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -311,7 +295,7 @@ fn replay_regression_matches_golden_and_truth() {
 
 #[test]
 fn replay_without_config_classifies_every_window() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -340,7 +324,7 @@ fn replay_without_config_classifies_every_window() {
 
 #[test]
 fn replay_multichannel_window_gets_a_music_bearing() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -385,7 +369,7 @@ fn replay_multichannel_window_gets_a_music_bearing() {
 
 #[test]
 fn several_models_run_side_by_side_on_one_source() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -413,7 +397,7 @@ fn several_models_run_side_by_side_on_one_source() {
 
 #[test]
 fn energy_gate_rejects_noise_bursts_of_the_synthetic_source() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -518,7 +502,7 @@ fn one_window_queue(mode: specwatch::config::ReplayMode) -> (u64, u64, u64) {
 
 #[test]
 fn a_full_queue_drops_and_counts_windows_instead_of_stalling_a_stream() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let (classified, dropped, detections) = one_window_queue(specwatch::config::ReplayMode::Paced);
@@ -535,7 +519,7 @@ fn a_full_queue_drops_and_counts_windows_instead_of_stalling_a_stream() {
 
 #[test]
 fn a_fast_replay_waits_for_inference_and_loses_nothing() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let (classified, dropped, detections) = one_window_queue(specwatch::config::ReplayMode::Fast);
@@ -672,7 +656,7 @@ fn check_refuses_a_bad_config_naming_file_and_key() {
 
 #[test]
 fn check_loads_models_and_names_a_card_that_disagrees_with_its_graph() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -755,7 +739,7 @@ fn every_flowgraph_config_validates() {
             .iter()
             .any(|m| m.doa.is_some() && m.channels.as_ref().is_some_and(|c| c.len() == 4))
     );
-    let can_load = runtime_available();
+    let can_load = common::runtime_available();
     for path in &files {
         let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
         for (i, m) in config.models.iter().enumerate() {
@@ -804,7 +788,7 @@ fn replay_fails(capture: &Path, card: &Path) -> String {
 
 #[test]
 fn corrupt_or_nan_capture_fails_with_a_clear_error() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -839,7 +823,7 @@ fn corrupt_or_nan_capture_fails_with_a_clear_error() {
 
 #[test]
 fn model_whose_card_disagrees_with_its_graph_is_refused() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -858,7 +842,7 @@ fn model_whose_card_disagrees_with_its_graph_is_refused() {
 
 #[test]
 fn model_channels_must_fit_the_capture() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -1013,7 +997,7 @@ fn notifications(sock: &UnixDatagram) -> Vec<String> {
 
 #[test]
 fn run_serves_detections_that_survive_kill_9_and_stops_cleanly_on_sigterm() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -1149,7 +1133,7 @@ fn hardware_config(dir: &Path, source: &str) -> Config {
 #[cfg(not(feature = "soapy"))]
 #[test]
 fn soapy_source_without_the_feature_says_how_to_get_it() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -1165,7 +1149,7 @@ fn soapy_source_without_the_feature_says_how_to_get_it() {
 #[cfg(not(feature = "uhd"))]
 #[test]
 fn uhd_source_without_the_feature_says_how_to_get_it() {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -1182,7 +1166,7 @@ fn uhd_source_without_the_feature_says_how_to_get_it() {
 /// errors, and the run ends with an error naming the source once the retries are spent.
 #[cfg(any(feature = "soapy", feature = "uhd"))]
 fn hardware_gives_up(source: &str, attempts: u64) {
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let dir = common::scratch();
@@ -1231,10 +1215,10 @@ fn uhd_source_without_a_device_retries_then_fails_naming_it() {
 #[test]
 fn prometheus_scraping_the_running_daemon_has_data_for_every_dashboard_panel() {
     use crate::common::prometheus::{
-        PrometheusServer, dashboard_path, label_values_to_promql, panel_queries, tool,
-        variable_queries,
+        PrometheusServer, assert_promtool_accepts, dashboard_path, label_values_to_promql,
+        panel_queries, tool, variable_queries,
     };
-    if !runtime_available() {
+    if !common::runtime_available() {
         return;
     }
     let (Some(_), Some(promtool)) = (tool("prometheus"), tool("promtool")) else {
@@ -1375,26 +1359,7 @@ step_deg = 2.0
 
     let (status, body) = http_get(addr, "/metrics").expect("GET /metrics");
     assert_eq!(status, 200);
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool runs");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics on the daemon's /metrics:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(&promtool, &body);
 
     daemon.signal("-TERM");
     let (status, stderr) = daemon.wait_exit();

@@ -18,7 +18,6 @@ use rand::distr::{Distribution, Uniform};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde_json::{Value, json};
-use specwatch::infer::runtime::runtime;
 use specwatch::infer::{ExecutionPreference, RuntimeOptions};
 use specwatch::iq::C32;
 use specwatch::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
@@ -182,21 +181,6 @@ fn write_model(dir: &Path, name: &str, outputs: usize, card_json: &Value) -> Pat
     path
 }
 
-/// Whether ONNX Runtime loads; prints why not (fails instead under `SPECWATCH_REQUIRE_PYTHON=1`,
-/// where scripts/setup has provided it).
-fn runtime_loads() -> bool {
-    match runtime(None) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
-                panic!("{e}");
-            }
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-    }
-}
-
 fn options(batch: usize) -> EvalOptions {
     EvalOptions {
         batch,
@@ -297,7 +281,7 @@ fn check_against_rule(e: &Evaluation, x: &Expected) {
 
 #[test]
 fn accuracy_per_snr_per_class_and_confusion_follow_the_known_decision_rule() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -327,7 +311,7 @@ fn accuracy_per_snr_per_class_and_confusion_follow_the_known_decision_rule() {
 
 #[test]
 fn class_order_of_the_dataset_does_not_change_the_results() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -346,7 +330,7 @@ fn class_order_of_the_dataset_does_not_change_the_results() {
 
 #[test]
 fn class_the_model_lacks_is_reported_and_left_out_of_the_accuracy() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -390,7 +374,7 @@ fn class_the_model_lacks_is_reported_and_left_out_of_the_accuracy() {
 
 #[test]
 fn evaluating_on_the_training_dataset_is_flagged() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -420,7 +404,7 @@ fn evaluating_on_the_training_dataset_is_flagged() {
 
 #[test]
 fn max_windows_takes_a_subset_spread_over_the_dataset() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -441,7 +425,7 @@ fn max_windows_takes_a_subset_spread_over_the_dataset() {
 
 #[test]
 fn cli_prints_one_json_object_and_writes_the_report_folder() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -600,7 +584,7 @@ fn dataset_without_manifest_is_refused() {
 
 #[test]
 fn dataset_without_a_common_class_is_refused() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -626,7 +610,7 @@ fn dataset_without_a_common_class_is_refused() {
 
 #[test]
 fn corrupt_onnx_file_is_refused_naming_it() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -654,7 +638,7 @@ fn corrupt_onnx_file_is_refused_naming_it() {
 
 #[test]
 fn card_that_disagrees_with_its_graph_is_refused() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();
@@ -690,7 +674,7 @@ fn card_that_disagrees_with_its_graph_is_refused() {
 
 #[test]
 fn window_length_or_channel_mismatch_is_refused_naming_both() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();

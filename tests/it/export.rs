@@ -16,7 +16,7 @@
 //! and its card, the card loads, and its test accuracy is the one burn measures on the same
 //! split; and a run folder without its config or weights is refused with a message naming it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use burn::module::Module;
@@ -46,41 +46,6 @@ const TOL: f32 = 1e-4;
 const LEN: usize = 128;
 const ROWS: usize = 2;
 const CLASSES: usize = 11;
-
-/// The Python environment with onnx and onnxruntime, or `None` (skip, with the reason printed;
-/// with `SPECWATCH_REQUIRE_PYTHON=1` a missing environment fails instead).
-fn onnx_python() -> Option<PathBuf> {
-    let py = common::python()?;
-    let ok = Command::new(&py)
-        .args(["-c", "import onnx, onnxruntime"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        return Some(py);
-    }
-    let why = format!("{} lacks onnx/onnxruntime; run scripts/setup", py.display());
-    if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
-/// Whether ONNX Runtime loads for `specwatch::infer` (prints why not; fails under
-/// `SPECWATCH_REQUIRE_PYTHON=1`, since scripts/setup provides it).
-fn runtime_loads() -> bool {
-    match specwatch::infer::runtime::runtime(None) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
-                panic!("{e}");
-            }
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-    }
-}
 
 fn options() -> RuntimeOptions {
     RuntimeOptions {
@@ -220,8 +185,10 @@ fn parity_card(name: &str) -> Value {
 
 /// Exports `arch` and checks (a), (b), (c) (see the module documentation).
 fn check_parity(arch: &str, width: f64, seed: u64) {
-    let Some(py) = onnx_python() else { return };
-    if !runtime_loads() {
+    let Some(py) = common::onnx_python() else {
+        return;
+    };
+    if !common::runtime_available() {
         return;
     }
     let (spec, model) = model_under_test(arch, width, seed);
@@ -418,7 +385,7 @@ fn write_dataset(dir: &Path) -> Manifest {
 
 #[test]
 fn export_run_writes_a_card_whose_test_accuracy_is_burns() {
-    if onnx_python().is_none() || !runtime_loads() {
+    if common::onnx_python().is_none() || !common::runtime_available() {
         return;
     }
     let tmp = common::scratch();

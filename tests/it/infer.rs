@@ -7,7 +7,6 @@
 //! runs both sides; only the softmax is computed separately).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use rand::SeedableRng;
@@ -111,51 +110,13 @@ for meta, r in zip(s.get_outputs(), res):
     print(meta.name + ":" + ",".join(str(d) for d in r.shape))
 "#;
 
-/// The Python environment with onnx and onnxruntime, or `None` (skip, with the reason printed;
-/// with `SPECWATCH_REQUIRE_PYTHON=1` a missing environment fails instead).
-fn onnx_python() -> Option<PathBuf> {
-    let py = common::python()?;
-    let ok = Command::new(&py)
-        .args(["-c", "import onnx, onnxruntime"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        return Some(py);
-    }
-    let why = format!("{} lacks onnx/onnxruntime; run scripts/setup", py.display());
-    if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
-/// Whether ONNX Runtime loads from the usual places; prints why not (or fails under
-/// `SPECWATCH_REQUIRE_PYTHON=1`, since scripts/setup provides it).
-fn runtime_loads() -> bool {
-    match runtime(None) {
-        Ok(rt) => {
-            eprintln!("using {rt}");
-            true
-        }
-        Err(e) => {
-            if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
-                panic!("{e}");
-            }
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-    }
-}
-
 /// The test models, made once per test process under cargo's target tmpdir.
 fn shared_models() -> Option<&'static (PathBuf, PathBuf)> {
     static MODELS: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
     MODELS
         .get_or_init(|| {
-            let py = onnx_python()?;
-            if !runtime_loads() {
+            let py = common::onnx_python()?;
+            if !common::runtime_available() {
                 return None;
             }
             let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("infer-models");
@@ -632,7 +593,7 @@ fn missing_runtime_library_lists_what_was_tried() {
 
 #[test]
 fn a_second_runtime_library_is_refused_once_one_is_loaded() {
-    if !runtime_loads() {
+    if !common::runtime_available() {
         return;
     }
     let rt = runtime(None).expect("loaded");

@@ -37,15 +37,53 @@ pub fn python() -> Option<PathBuf> {
     if works {
         return Some(candidate);
     }
-    let why = format!(
+    skip_without_python(&format!(
         "the Python reference environment ({}) with numpy, h5py and sigmf is not available; run scripts/setup",
         candidate.display()
-    );
+    ));
+    None
+}
+
+/// Reports a check that cannot run for want of what scripts/setup provides (the reference
+/// Python environment, ONNX Runtime): prints `SKIPPED: why`, or panics with `why` under
+/// `SPECWATCH_REQUIRE_PYTHON=1`, where nothing may be skipped.
+fn skip_without_python(why: &str) {
     if std::env::var("SPECWATCH_REQUIRE_PYTHON").as_deref() == Ok("1") {
         panic!("{why}");
     }
     eprintln!("SKIPPED: {why}");
+}
+
+/// The reference Python environment with `onnx` and `onnxruntime` too, or `None` (skip, with
+/// the reason printed; a failure under `SPECWATCH_REQUIRE_PYTHON=1`).
+pub fn onnx_python() -> Option<PathBuf> {
+    let py = python()?;
+    let ok = Command::new(&py)
+        .args(["-c", "import onnx, onnxruntime"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        return Some(py);
+    }
+    skip_without_python(&format!(
+        "{} lacks onnx/onnxruntime; run scripts/setup",
+        py.display()
+    ));
     None
+}
+
+/// Whether ONNX Runtime loads for `specwatch::infer` from the usual places (skip, with the
+/// reason printed; a failure under `SPECWATCH_REQUIRE_PYTHON=1`, where scripts/setup has
+/// provided it).
+pub fn runtime_available() -> bool {
+    match specwatch::infer::runtime::runtime(None) {
+        Ok(_) => true,
+        Err(e) => {
+            skip_without_python(&e.to_string());
+            false
+        }
+    }
 }
 
 /// Runs a Python snippet with the reference interpreter, with `args` in `sys.argv[1:]`; panics

@@ -706,6 +706,31 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Runs `promtool check metrics` on an exposition and panics with its findings unless it exits
+/// 0 and prints nothing (no lint warning either).
+pub fn assert_promtool_accepts(promtool: &Path, exposition: &str) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A Prometheus server (the `prometheus` binary) on a free local port, with its own temporary
 /// storage and a config that scrapes one target as job `specwatch` every second. Stopped and
 /// removed when dropped.
