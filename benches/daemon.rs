@@ -6,9 +6,9 @@
 //! - Inference overhead against onnxruntime's Python binding: the same model, the same
 //!   preprocessed batches of 64 windows and the same thread count (`SPECWATCH_BENCH_THREADS`,
 //!   default 1), best of five passes each, in the same run: `Model::run` (preprocessing, the ort
-//!   session, softmax) against a bare `InferenceSession.run`. The interpreter is
-//!   `SPECWATCH_PYTHON`, else the venv of `scripts/setup`; without one this figure is skipped
-//!   and says why.
+//!   session, softmax) against a bare `InferenceSession.run`. The interpreter is the tests'
+//!   reference environment (`SPECWATCH_PYTHON`, else the venv of `scripts/setup`); without one
+//!   this figure is skipped and says why.
 //! - Replay ingest with the energy gate on a capture whose bursts occupy 10 % of the time,
 //!   MS/s, with the share of windows the gate let through.
 //! - Window → queryable latency at a paced 1 MS/s into the SQLite store: from the moment a
@@ -27,8 +27,10 @@
 //! `SPECWATCH_BENCH_SECONDS` the latency run (default 5 s), `SPECWATCH_BENCH_PACED_RATE` its
 //! sample rate (default 1,000,000 S/s). The machine is shared: read ratios.
 
-#[path = "../tests/it/common/fixture.rs"]
-mod fixture;
+#[path = "../tests/it/common/mod.rs"]
+mod common;
+
+use common::fixture;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -149,44 +151,16 @@ for _ in range(repeats):
 print(len(batches) * batch / best)
 "#;
 
-/// The reference Python (numpy, onnxruntime): `SPECWATCH_PYTHON`, else the venv of
-/// `scripts/setup` under `SPECWATCH_CACHE` (default `~/.cache/specwatch`).
-fn reference_python() -> Result<PathBuf, String> {
-    let candidate = match std::env::var_os("SPECWATCH_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("SPECWATCH_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/specwatch")))
-            .ok_or("neither SPECWATCH_PYTHON, SPECWATCH_CACHE nor HOME is set")?
-            .join("venv/bin/python"),
-    };
-    let ok = std::process::Command::new(&candidate)
-        .args(["-c", "import numpy, onnxruntime"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        Ok(candidate)
-    } else {
-        Err(format!(
-            "{} cannot import numpy and onnxruntime (run scripts/setup)",
-            candidate.display()
-        ))
-    }
-}
-
 /// `Model::run` against onnxruntime's Python binding on the same preprocessed batches of 64
 /// windows, with the same intra-op thread count, best of five passes each.
 fn python_overhead(dir: &Path, card: &Path, samples: &[C32], window: usize) {
     const BATCH: usize = 64;
     const REPEATS: usize = 5;
     let threads = env_usize("SPECWATCH_BENCH_THREADS", 1);
-    let python = match reference_python() {
-        Ok(p) => p,
-        Err(why) => {
-            println!("inference overhead against onnxruntime-Python: SKIPPED: {why}");
-            return;
-        }
+    // The tests' reference environment (scripts/setup); without it the reason is printed.
+    let Some(python) = common::onnx_python() else {
+        println!("inference overhead against onnxruntime-Python: SKIPPED (see above)");
+        return;
     };
     let mut m = Model::load(
         card,
