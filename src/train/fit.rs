@@ -28,7 +28,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -407,15 +407,8 @@ pub fn fit(
             state.step += 1;
 
             let batch_loss: f32 = loss.into_scalar();
-            let hits: i64 = logits
-                .argmax(1)
-                .flatten::<1>(0, 1)
-                .equal(batch.targets)
-                .int()
-                .sum()
-                .into_scalar();
             loss_sum += f64::from(batch_loss) * indices.len() as f64;
-            correct += hits as usize;
+            correct += hits(logits, batch.targets);
             seen += indices.len();
             bar.inc(1);
             bar.set_message(format!(
@@ -477,6 +470,18 @@ pub fn fit(
     })
 }
 
+/// Windows of a batch whose highest logit is their target class.
+fn hits(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
+    let hits: i64 = logits
+        .argmax(1)
+        .flatten::<1>(0, 1)
+        .equal(targets)
+        .int()
+        .sum()
+        .into_scalar();
+    hits as usize
+}
+
 /// Mean cross-entropy and accuracy of `model` over the windows `indices`, in batches of
 /// `batch_size` on the CPU (flex) device; `model` must be a validation copy ([`Module::valid`]).
 pub fn evaluate(model: &Model, data: &Prepared, indices: &[u32], batch_size: usize) -> (f64, f64) {
@@ -489,15 +494,8 @@ pub fn evaluate(model: &Model, data: &Prepared, indices: &[u32], batch_size: usi
         let loss: f32 = loss_fn
             .forward(logits.clone(), batch.targets.clone())
             .into_scalar();
-        let hits: i64 = logits
-            .argmax(1)
-            .flatten::<1>(0, 1)
-            .equal(batch.targets)
-            .int()
-            .sum()
-            .into_scalar();
         loss_sum += f64::from(loss) * chunk.len() as f64;
-        correct += hits as usize;
+        correct += hits(logits, batch.targets);
     }
     let n = indices.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)
