@@ -213,6 +213,9 @@ impl Drop for ReceiveThread {
 /// The block's `work` for a hardware source: move frames, finish when the thread ends.
 macro_rules! hardware_work {
     ($self:ident, $io:ident) => {{
+        if !$self.start.wait_for_start($io) {
+            return Ok(());
+        }
         let channels = $self.info.channels;
         let Some(rx) = $self.receiver.as_mut() else {
             $io.finished = true;

@@ -36,6 +36,7 @@ mod gate;
 mod inference;
 mod replay_source;
 pub mod sink;
+mod start;
 pub mod station;
 mod synthetic_source;
 pub mod time;
@@ -58,6 +59,7 @@ pub use replay_source::ReplaySource;
 pub use sink::{CollectingSink, DetectionSink, Sink};
 #[cfg(feature = "soapy")]
 pub use soapy_source::{SoapySource, devices as soapy_devices};
+pub use start::{StartSignal, StartTrigger, start_signal};
 pub use station::{RunSummary, RunningStation, Station, StationError};
 pub use synthetic_source::SyntheticSource;
 #[cfg(feature = "uhd")]

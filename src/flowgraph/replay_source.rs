@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futuresdr::prelude::*;
 use futuresdr::runtime::dev::prelude::*;
 
-use super::{Fault, StreamInfo, time};
+use super::{Fault, StartSignal, StreamInfo, time};
 use crate::config::ReplayMode;
 use crate::iq::C32;
 use crate::iq::capture::Capture;
@@ -58,6 +58,7 @@ pub struct ReplaySource {
     info: Arc<StreamInfo>,
     metrics: Arc<Metrics>,
     fault: Fault,
+    start: StartSignal,
 }
 
 impl ReplaySource {
@@ -85,7 +86,15 @@ impl ReplaySource {
             info,
             metrics,
             fault,
+            start: StartSignal::already_open(),
         }
+    }
+
+    /// Holds the first sample back until `start` opens (see [`StartSignal`]); the station
+    /// does this for every source.
+    pub fn held_until(mut self, start: StartSignal) -> Self {
+        self.start = start;
+        self
     }
 }
 
@@ -106,6 +115,9 @@ impl Kernel for ReplaySource {
         _mo: &mut MessageOutputs,
         _meta: &mut BlockMeta,
     ) -> Result<()> {
+        if !self.start.wait_for_start(io) {
+            return Ok(());
+        }
         let channels = self.per_channel.len();
         let space = self.output.slice().len() / channels;
         let left_in_file = self.capture.len() - self.position;

@@ -7,7 +7,7 @@ use futuresdr::runtime::dev::prelude::*;
 use soapysdr::{Device, Direction, ErrorCode};
 
 use super::hardware::{self, ReceiveThread, Session, hardware_work};
-use super::{Fault, StreamInfo};
+use super::{Fault, StartSignal, StreamInfo};
 use crate::config::SoapySource as SoapyConfig;
 use crate::iq::C32;
 use crate::telemetry::Metrics;
@@ -103,6 +103,7 @@ pub struct SoapySource {
     info: Arc<StreamInfo>,
     metrics: Arc<Metrics>,
     fault: Fault,
+    start: StartSignal,
 }
 
 impl SoapySource {
@@ -120,7 +121,15 @@ impl SoapySource {
             info,
             metrics,
             fault,
+            start: StartSignal::already_open(),
         }
+    }
+
+    /// Holds the first sample back until `start` opens (see [`StartSignal`]); the station
+    /// does this for every source.
+    pub fn held_until(mut self, start: StartSignal) -> Self {
+        self.start = start;
+        self
     }
 }
 

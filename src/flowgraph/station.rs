@@ -16,7 +16,8 @@ use futuresdr::runtime::{Flowgraph, FlowgraphHandle, Runtime};
 use super::inference::InferenceSettings;
 use super::sink::ChainInfo;
 use super::{
-    DetectionSink, Fault, Framer, Gate, Inference, ReplaySource, Sink, StreamInfo, SyntheticSource,
+    DetectionSink, Fault, Framer, Gate, Inference, ReplaySource, Sink, StartSignal, StreamInfo,
+    SyntheticSource, start_signal,
 };
 use crate::config::{Config, GateConfig, ModelConfig, SourceConfig, SourceKind};
 use crate::dsp::doa::DoaEstimator;
@@ -378,12 +379,15 @@ impl Station {
     }
 
     /// Builds the flowgraph: per source its block, per model a framer → gate → inference →
-    /// sink chain fed by that source. Detections go to `target`.
+    /// sink chain fed by that source. Detections go to `target`. The sources produce nothing
+    /// until `start` opens, which must happen once every block is initialised (see
+    /// [`StartSignal`]).
     pub fn build(
         self,
         target: Arc<dyn DetectionSink>,
         metrics: Arc<Metrics>,
         fault: &Fault,
+        start: &StartSignal,
     ) -> Result<Flowgraph, StationError> {
         let fg_err = |e: futuresdr::runtime::Error| StationError::Flowgraph(e.to_string());
         let mut fg = Flowgraph::new();
@@ -393,42 +397,55 @@ impl Station {
             metrics.register_source(&info.name);
             let src_ref = match src.opened {
                 Opened::Replay { capture, config } => {
-                    let block = fg.add(ReplaySource::new(
-                        *capture,
-                        config.mode,
-                        config.repeat,
-                        config.chunk_samples,
-                        info.clone(),
-                        metrics.clone(),
-                        fault.clone(),
-                    ));
+                    let block = fg.add(
+                        ReplaySource::new(
+                            *capture,
+                            config.mode,
+                            config.repeat,
+                            config.chunk_samples,
+                            info.clone(),
+                            metrics.clone(),
+                            fault.clone(),
+                        )
+                        .held_until(start.clone()),
+                    );
                     SourceRef::Replay(block)
                 }
                 Opened::Synthetic {
                     recipe,
                     classes,
                     config,
-                } => SourceRef::Synthetic(fg.add(SyntheticSource::new(
-                    *recipe,
-                    classes,
-                    &config,
-                    info.clone(),
-                    metrics.clone(),
-                ))),
+                } => SourceRef::Synthetic(
+                    fg.add(
+                        SyntheticSource::new(
+                            *recipe,
+                            classes,
+                            &config,
+                            info.clone(),
+                            metrics.clone(),
+                        )
+                        .held_until(start.clone()),
+                    ),
+                ),
                 #[cfg(feature = "soapy")]
-                Opened::Soapy(config) => SourceRef::Soapy(fg.add(super::SoapySource::new(
-                    config,
-                    info.clone(),
-                    metrics.clone(),
-                    fault.clone(),
-                ))),
+                Opened::Soapy(config) => SourceRef::Soapy(
+                    fg.add(
+                        super::SoapySource::new(
+                            config,
+                            info.clone(),
+                            metrics.clone(),
+                            fault.clone(),
+                        )
+                        .held_until(start.clone()),
+                    ),
+                ),
                 #[cfg(feature = "uhd")]
-                Opened::Uhd(config) => SourceRef::Uhd(fg.add(super::UhdSource::new(
-                    config,
-                    info.clone(),
-                    metrics.clone(),
-                    fault.clone(),
-                ))),
+                Opened::Uhd(config) => SourceRef::Uhd(
+                    fg.add(
+                        super::UhdSource::new(config, info.clone(), metrics.clone(), fault.clone())
+                            .held_until(start.clone()),
+                    ),
+                ),
             };
             for slot in chains.iter_mut() {
                 if slot.as_ref().is_none_or(|c| c.source != i) {
@@ -489,12 +506,15 @@ impl Station {
         let fault = Fault::default();
         let sources: Vec<String> = self.sources.iter().map(|s| s.info.name.clone()).collect();
         let models: Vec<String> = self.models.iter().map(|m| m.name.clone()).collect();
-        let fg = self.build(target, metrics.clone(), &fault)?;
+        let (start_trigger, start) = start_signal();
+        let fg = self.build(target, metrics.clone(), &fault, &start)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("flowgraph".into())
             .spawn(move || -> Result<(), String> {
                 let runtime = Runtime::new();
+                // `start` returns once every block is initialised: only then may the sources
+                // run (a failed start drops the trigger, which releases them to stop).
                 let running = match runtime.start(fg) {
                     Ok(r) => r,
                     Err(e) => {
@@ -502,6 +522,7 @@ impl Station {
                         return Err(e.to_string());
                     }
                 };
+                start_trigger.open();
                 let _ = tx.send(Ok(running.handle()));
                 let result = running.wait();
                 // Dropping the flowgraph closes its channels (and the workers' queues).

@@ -9,7 +9,7 @@ use futuresdr::runtime::dev::prelude::*;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use super::{StreamInfo, time};
+use super::{StartSignal, StreamInfo, time};
 use crate::config::{ReplayMode, SyntheticSource as SyntheticConfig};
 use crate::iq::C32;
 use crate::synth::channel::mean_power;
@@ -72,6 +72,7 @@ pub struct SyntheticSource {
     started: Instant,
     info: Arc<StreamInfo>,
     metrics: Arc<Metrics>,
+    start: StartSignal,
 }
 
 impl SyntheticSource {
@@ -101,7 +102,15 @@ impl SyntheticSource {
             started: Instant::now(),
             info,
             metrics,
+            start: StartSignal::already_open(),
         }
+    }
+
+    /// Holds the first sample back until `start` opens (see [`StartSignal`]); the station
+    /// does this for every source.
+    pub fn held_until(mut self, start: StartSignal) -> Self {
+        self.start = start;
+        self
     }
 
     /// Generates window `self.window` into `pending` as interleaved frames.
@@ -186,6 +195,9 @@ impl Kernel for SyntheticSource {
         _mo: &mut MessageOutputs,
         _meta: &mut BlockMeta,
     ) -> Result<()> {
+        if !self.start.wait_for_start(io) {
+            return Ok(());
+        }
         let channels = self.recipe.channels;
         if self.pending_at >= self.pending.len() {
             if self.max_windows.is_some_and(|m| self.window >= m) {

@@ -12,7 +12,7 @@ use uhd::{
 };
 
 use super::hardware::{self, ReceiveThread, Session, hardware_work};
-use super::{Fault, StreamInfo};
+use super::{Fault, StartSignal, StreamInfo};
 use crate::config::UhdSource as UhdConfig;
 use crate::iq::C32;
 use crate::telemetry::Metrics;
@@ -199,6 +199,7 @@ pub struct UhdSource {
     info: Arc<StreamInfo>,
     metrics: Arc<Metrics>,
     fault: Fault,
+    start: StartSignal,
 }
 
 impl UhdSource {
@@ -216,7 +217,15 @@ impl UhdSource {
             info,
             metrics,
             fault,
+            start: StartSignal::already_open(),
         }
+    }
+
+    /// Holds the first sample back until `start` opens (see [`StartSignal`]); the station
+    /// does this for every source.
+    pub fn held_until(mut self, start: StartSignal) -> Self {
+        self.start = start;
+        self
     }
 }
 

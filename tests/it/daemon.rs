@@ -395,6 +395,54 @@ fn several_models_run_side_by_side_on_one_source() {
     }
 }
 
+/// A capture this short fits whole in the source's output buffer, so the source can finish
+/// before the blocks downstream are initialised. A block that hears of the end before its own
+/// initialisation used to miss it and wait for ever (FutureSDR drops messages that arrive
+/// during init), which hung the replay. The sources now wait until every block is initialised.
+/// Eight replays at a time keep both cores busy, which made the race frequent.
+#[test]
+fn short_replays_that_fit_the_source_buffer_always_end() {
+    if !common::runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let capture = dir.path().join("short.npy");
+    let segments = [fixture::Segment {
+        freq: Some(0.1),
+        samples: 2048,
+        snr_db: 20.0,
+    }];
+    fixture::tone_capture(&capture, &segments, 1, (0.0, 0.0), 7);
+    let a = fixture::band_model(dir.path(), "band128", 1, 128);
+    let b = fixture::band_model(dir.path(), "band64", 1, 64);
+    for round in 0..3 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..8 {
+            let (tx, capture, a, b) = (tx.clone(), capture.clone(), a.clone(), b.clone());
+            std::thread::spawn(move || {
+                let outcome = replay(&ReplayRequest {
+                    capture,
+                    models: vec![a, b],
+                    ..Default::default()
+                });
+                let _ = tx.send(
+                    outcome
+                        .map(|o| o.detections.len())
+                        .map_err(|e| e.to_string()),
+                );
+            });
+        }
+        for run in 0..8 {
+            let detections = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("replay {run} of round {round} did not end within 60 s"))
+                .expect("replay");
+            // 16 windows of 128 samples and 32 of 64.
+            assert_eq!(detections, 48, "replay {run} of round {round}");
+        }
+    }
+}
+
 #[test]
 fn energy_gate_rejects_noise_bursts_of_the_synthetic_source() {
     if !common::runtime_available() {
