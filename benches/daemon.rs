@@ -352,6 +352,7 @@ fn main() {
         latencies
     });
     let station = Station::prepare(&config).expect("prepare");
+    let model = station.models()[0].name.clone();
     // The captures and the peer's copy are made by the benchmark, not the station: measure the
     // peak of the paced run alone.
     let reset = reset_peak_rss();
@@ -380,6 +381,17 @@ fn main() {
         ),
         _ => println!("window → queryable: no detection was committed"),
     }
+    let dropped = metrics
+        .windows_dropped_total
+        .with_label_values(&[model.as_str(), "queue_full"])
+        .get();
+    let batches = metrics
+        .inference_batch_size
+        .with_label_values(&[model.as_str()]);
+    println!(
+        "paced run: {dropped} windows dropped with the queue full; {:.1} windows per model run on average",
+        batches.get_sample_sum() / batches.get_sample_count().max(1) as f64
+    );
     match peak_rss_mib() {
         Some(rss) if reset => println!("peak RSS during the paced run: {rss:.0} MiB"),
         Some(rss) => println!(

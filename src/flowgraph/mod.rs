@@ -70,6 +70,20 @@ use futuresdr::runtime::buffer::slab;
 
 use crate::iq::C32;
 
+/// Frames (one sample of every channel) a source's output buffer holds: about 65 ms at
+/// 1 MS/s. FutureSDR's default buffer (32 KiB, 4,096 samples) made a source and its framers
+/// trade a few thousand samples per wake-up, which capped a fast replay through a selective
+/// gate at a few MS/s; the larger buffer also absorbs a live source's bursts while the framers
+/// catch up. It adds no delay: framers take samples as soon as they are written.
+pub const SOURCE_BUFFER_FRAMES: usize = 1 << 16;
+
+/// A source's output buffer of [`SOURCE_BUFFER_FRAMES`] frames of `channels` samples.
+fn source_output(channels: usize) -> futuresdr::runtime::dev::DefaultCpuWriter<C32> {
+    let mut w = futuresdr::runtime::dev::DefaultCpuWriter::<C32>::default();
+    w.set_min_buffer_size_in_items(SOURCE_BUFFER_FRAMES * channels.max(1));
+    w
+}
+
 /// Items per slab between the window stages.
 const SLAB_ITEMS: usize = 256;
 

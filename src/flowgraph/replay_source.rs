@@ -74,7 +74,7 @@ impl ReplaySource {
     ) -> Self {
         let channels = capture.channels();
         Self {
-            output: Default::default(),
+            output: super::source_output(channels),
             capture,
             mode,
             repeat,
@@ -95,6 +95,22 @@ impl ReplaySource {
     pub fn held_until(mut self, start: StartSignal) -> Self {
         self.start = start;
         self
+    }
+}
+
+impl ReplaySource {
+    /// Paced: frames due by now and not yet written.
+    fn due_now(&self) -> u64 {
+        let due = (self.started.elapsed().as_secs_f64() * self.info.sample_rate_hz) as u64;
+        due.saturating_sub(self.emitted)
+    }
+
+    /// Paced: makes the next call wait until `missing` more frames are due (at most
+    /// [`MAX_PACING_SLEEP`], so a stop is seen promptly).
+    fn sleep_until_due(&self, io: &mut WorkIo, missing: u64) {
+        let wait = Duration::from_secs_f64((missing as f64 / self.info.sample_rate_hz).max(1e-4))
+            .min(MAX_PACING_SLEEP);
+        io.block_on(Timer::after(wait).map(|_| ()));
     }
 }
 
@@ -119,7 +135,6 @@ impl Kernel for ReplaySource {
             return Ok(());
         }
         let channels = self.per_channel.len();
-        let space = self.output.slice().len() / channels;
         let left_in_file = self.capture.len() - self.position;
         // Write in large pieces: waiting until a chunk (or half the buffer, or the rest of the
         // file) fits keeps the source and the framer from trading single samples, each trade a
@@ -128,23 +143,26 @@ impl Kernel for ReplaySource {
             .min((self.output.max_items() / channels / 2).max(1) as u64)
             .min(left_in_file)
             .max(1);
+        // Paced, the same rule holds in time: wait until a worthwhile piece is due (decided
+        // before the buffer's lock is taken). Writing whatever few samples fell due since the
+        // last call would spin this thread and wake the framers for every handful of samples.
+        let mut due_now = u64::MAX;
+        if self.mode == ReplayMode::Paced {
+            due_now = self.due_now();
+            if due_now < worth_writing {
+                self.sleep_until_due(io, worth_writing - due_now);
+                return Ok(());
+            }
+        }
+        let out = self.output.slice();
+        let space = out.len() / channels;
         if (space as u64) < worth_writing {
             return Ok(());
         }
-        let mut frames = (space as u64).min(self.chunk as u64).min(left_in_file);
-        if self.mode == ReplayMode::Paced {
-            let due = (self.started.elapsed().as_secs_f64() * self.info.sample_rate_hz) as u64;
-            let allowed = due.saturating_sub(self.emitted);
-            if allowed == 0 {
-                let wait = Duration::from_secs_f64(
-                    (frames.min(1024) as f64 / self.info.sample_rate_hz).max(1e-4),
-                )
-                .min(MAX_PACING_SLEEP);
-                io.block_on(Timer::after(wait).map(|_| ()));
-                return Ok(());
-            }
-            frames = frames.min(allowed);
-        }
+        let frames = (space as u64)
+            .min(self.chunk as u64)
+            .min(left_in_file)
+            .min(due_now);
         let frames_usize = frames as usize;
         if let Err(e) = self
             .capture
@@ -158,7 +176,7 @@ impl Kernel for ReplaySource {
                 .fault
                 .record(format!("source '{}': {e}", self.info.name)));
         }
-        let out = &mut self.output.slice()[..frames_usize * channels];
+        let out = &mut out[..frames_usize * channels];
         for (c, samples) in self.per_channel.iter().enumerate() {
             for (i, s) in samples.iter().enumerate() {
                 out[i * channels + c] = *s;
@@ -179,7 +197,13 @@ impl Kernel for ReplaySource {
                 return Ok(());
             }
         }
-        io.call_again = true;
+        match due_now.checked_sub(frames) {
+            // Paced and caught up: sleep until the next piece is due.
+            Some(left_due) if due_now != u64::MAX && left_due < worth_writing => {
+                self.sleep_until_due(io, worth_writing - left_due);
+            }
+            _ => io.call_again = true,
+        }
         Ok(())
     }
 

@@ -115,7 +115,7 @@ impl SoapySource {
         fault: Fault,
     ) -> Self {
         Self {
-            output: Default::default(),
+            output: super::source_output(info.channels),
             config,
             receiver: None,
             info,

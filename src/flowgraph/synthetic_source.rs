@@ -85,7 +85,7 @@ impl SyntheticSource {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            output: Default::default(),
+            output: super::source_output(recipe.channels),
             recipe,
             classes,
             snr_db: config.snr_db,

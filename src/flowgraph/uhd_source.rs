@@ -211,7 +211,7 @@ impl UhdSource {
         fault: Fault,
     ) -> Self {
         Self {
-            output: Default::default(),
+            output: super::source_output(info.channels),
             config,
             receiver: None,
             info,
