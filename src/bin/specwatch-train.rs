@@ -408,7 +408,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         ];
         if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
             anyhow::bail!(
-                "{flag} cannot change when resuming; a resumed run keeps the settings in {}",
+                "{flag} is not accepted with --resume: a resumed run keeps the settings in {} \
+                 (only --epochs and --patience may be given)",
                 args.out.join("config.json").display()
             );
         }

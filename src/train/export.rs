@@ -416,7 +416,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
     let mut training = json!({
         "arch": t.arch,
         "epochs_run": metrics.last().map(|m| m.epoch).unwrap_or(0),
-        "epochs_planned": t.epochs,
+        "epochs_planned": record.resumes.last().map_or(t.epochs, |r| r.epochs),
         "best_epoch": best.map(|m| m.epoch),
         "best_val_loss": best.map(|m| m.val_loss),
         "best_val_accuracy": best.map(|m| m.val_acc),
@@ -434,6 +434,10 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "command": train_command(t),
         "specwatch_version": record.specwatch_version,
     });
+    if !record.resumes.is_empty() {
+        // The command above started the run; these changed its epoch count or patience.
+        training["resumes"] = json!(record.resumes);
+    }
     if let Some(cmd) = &options.command {
         training["export_command"] = Value::String(cmd.clone());
     }

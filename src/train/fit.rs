@@ -154,9 +154,25 @@ impl TrainConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub specwatch_version: String,
+    /// The settings of the command that started the run.
     pub train: TrainConfig,
     pub model: ModelSpec,
     pub dataset: DatasetRecord,
+    /// Every `--resume` that changed the epoch count or the patience, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<ResumeRecord>,
+}
+
+/// A `--resume` that changed what the run was told: the cosine schedule follows the new epoch
+/// count from the resumed step on, so the card must say so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeRecord {
+    /// Epochs finished before the resume.
+    pub after_epoch: usize,
+    /// The total epoch count from then on.
+    pub epochs: usize,
+    /// The patience from then on.
+    pub patience: usize,
 }
 
 impl RunRecord {
@@ -274,6 +290,21 @@ pub fn fit(
             )));
         }
         let state: CheckpointState = read_json(&state_path)?;
+        let (epochs, patience) = record
+            .resumes
+            .last()
+            .map_or((record.train.epochs, record.train.patience), |r| {
+                (r.epochs, r.patience)
+            });
+        let mut record = record;
+        if (epochs, patience) != (config.epochs, config.patience) {
+            record.resumes.push(ResumeRecord {
+                after_epoch: state.epoch,
+                epochs: config.epochs,
+                patience: config.patience,
+            });
+            write_json(&run_dir.join(CONFIG_FILE), &record)?;
+        }
         Some((record, state))
     } else {
         if state_path.exists() {
@@ -360,6 +391,7 @@ pub fn fit(
                         window_len: data.manifest.window_len,
                         windows: data.len(),
                     },
+                    resumes: Vec::new(),
                 },
             )?;
             std::fs::write(&metrics_path, "").map_err(TrainError::io(&metrics_path))?;

@@ -10,7 +10,7 @@ use specwatch::synth::RecipeOptions;
 use specwatch::synth::recipe::Recipe;
 use specwatch::synth::window_rng;
 use specwatch::train::data::Split;
-use specwatch::train::fit::{FitOptions, TrainConfig, fit, read_metrics};
+use specwatch::train::fit::{FitOptions, ResumeRecord, RunRecord, TrainConfig, fit, read_metrics};
 
 use crate::common;
 
@@ -160,6 +160,43 @@ fn resnet1d_learns_two_easy_classes_writes_its_run_and_resumes() {
         .map(|m| m.epoch)
         .collect();
     assert_eq!(epochs, vec![1, 2, 3, 4, 5]);
+
+    // The new epoch count is recorded beside the first command (the cosine schedule followed it
+    // from epoch 4 on), and the card says so.
+    let record = RunRecord::load(&run).unwrap();
+    assert_eq!(
+        record.train.epochs, 3,
+        "config.json keeps the first command"
+    );
+    assert_eq!(
+        record.resumes,
+        vec![ResumeRecord {
+            after_epoch: 3,
+            epochs: 5,
+            patience: record.train.patience,
+        }]
+    );
+    if common::runtime_available() {
+        let card = tmp.path().join("card");
+        let out = Command::new(common::bin("specwatch-train"))
+            .args(["export", "--run", run.to_str().unwrap()])
+            .args(["--out", card.to_str().unwrap(), "--name", "two"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "export failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let card: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(card.with_extension("json")).unwrap())
+                .unwrap();
+        let training = &card["training"];
+        assert_eq!(training["epochs_planned"], 5, "{training}");
+        assert_eq!(training["epochs_run"], 5, "{training}");
+        assert_eq!(training["resumes"][0]["after_epoch"], 3, "{training}");
+        assert_eq!(training["resumes"][0]["epochs"], 5, "{training}");
+    }
 
     // A fresh run into the same folder is refused rather than overwriting it.
     let err = fit(
