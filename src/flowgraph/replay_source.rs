@@ -96,9 +96,7 @@ impl ReplaySource {
         self.start = start;
         self
     }
-}
 
-impl ReplaySource {
     /// Paced: frames due by now and not yet written.
     fn due_now(&self) -> u64 {
         let due = (self.started.elapsed().as_secs_f64() * self.info.sample_rate_hz) as u64;
@@ -146,13 +144,12 @@ impl Kernel for ReplaySource {
         // Paced, the same rule holds in time: wait until a worthwhile piece is due (decided
         // before the buffer's lock is taken). Writing whatever few samples fell due since the
         // last call would spin this thread and wake the framers for every handful of samples.
-        let mut due_now = u64::MAX;
-        if self.mode == ReplayMode::Paced {
-            due_now = self.due_now();
-            if due_now < worth_writing {
-                self.sleep_until_due(io, worth_writing - due_now);
-                return Ok(());
-            }
+        let due = (self.mode == ReplayMode::Paced).then(|| self.due_now());
+        if let Some(due) = due
+            && due < worth_writing
+        {
+            self.sleep_until_due(io, worth_writing - due);
+            return Ok(());
         }
         let out = self.output.slice();
         let space = out.len() / channels;
@@ -162,7 +159,7 @@ impl Kernel for ReplaySource {
         let frames = (space as u64)
             .min(self.chunk as u64)
             .min(left_in_file)
-            .min(due_now);
+            .min(due.unwrap_or(u64::MAX));
         let frames_usize = frames as usize;
         if let Err(e) = self
             .capture
@@ -197,10 +194,10 @@ impl Kernel for ReplaySource {
                 return Ok(());
             }
         }
-        match due_now.checked_sub(frames) {
+        match due.map(|d| d - frames) {
             // Paced and caught up: sleep until the next piece is due.
-            Some(left_due) if due_now != u64::MAX && left_due < worth_writing => {
-                self.sleep_until_due(io, worth_writing - left_due);
+            Some(still_due) if still_due < worth_writing => {
+                self.sleep_until_due(io, worth_writing - still_due);
             }
             _ => io.call_again = true,
         }

@@ -102,6 +102,24 @@ mod tests {
         assert!(waiter.join().expect("waiter thread"));
         assert!(signal.is_open());
 
+        // A source's work(): a closed signal makes the call wait on it and produce nothing;
+        // an open one lets it through without waiting.
+        let (trigger, mut signal) = start_signal();
+        let mut io = WorkIo {
+            call_again: false,
+            finished: false,
+            block_on: None,
+        };
+        assert!(!signal.wait_for_start(&mut io));
+        let wait = io
+            .block_on
+            .take()
+            .expect("a closed signal makes work() wait on it");
+        trigger.open();
+        futuresdr::futures::executor::block_on(wait);
+        assert!(signal.wait_for_start(&mut io));
+        assert!(io.block_on.is_none(), "an open signal does not wait");
+
         let (trigger, mut signal) = start_signal();
         drop(trigger);
         assert!(signal.is_open());

@@ -290,21 +290,6 @@ pub fn fit(
             )));
         }
         let state: CheckpointState = read_json(&state_path)?;
-        let (epochs, patience) = record
-            .resumes
-            .last()
-            .map_or((record.train.epochs, record.train.patience), |r| {
-                (r.epochs, r.patience)
-            });
-        let mut record = record;
-        if (epochs, patience) != (config.epochs, config.patience) {
-            record.resumes.push(ResumeRecord {
-                after_epoch: state.epoch,
-                epochs: config.epochs,
-                patience: config.patience,
-            });
-            write_json(&run_dir.join(CONFIG_FILE), &record)?;
-        }
         Some((record, state))
     } else {
         if state_path.exists() {
@@ -360,7 +345,7 @@ pub fn fit(
     };
     let metrics_path = run_dir.join(METRICS_FILE);
     let mut state = match saved {
-        Some((_, state)) => {
+        Some((mut record, state)) => {
             let model_path = ckpt_dir.join("model.bpk");
             model = model
                 .try_load_file(&model_path)
@@ -374,6 +359,21 @@ pub fn fit(
                 message: e.to_string(),
             })?;
             keep_metrics_up_to(&metrics_path, state.epoch)?;
+            // Recorded only once the resume is sure to run (dataset and checkpoint checked).
+            let (epochs, patience) = record
+                .resumes
+                .last()
+                .map_or((record.train.epochs, record.train.patience), |r| {
+                    (r.epochs, r.patience)
+                });
+            if (epochs, patience) != (config.epochs, config.patience) {
+                record.resumes.push(ResumeRecord {
+                    after_epoch: state.epoch,
+                    epochs: config.epochs,
+                    patience: config.patience,
+                });
+                write_json(&run_dir.join(CONFIG_FILE), &record)?;
+            }
             state
         }
         None => {

@@ -29,12 +29,7 @@ pub fn python() -> Option<PathBuf> {
         (None, Some(cache)) => cache.join("venv/bin/python"),
         (None, None) => PathBuf::from("python3"),
     };
-    let works = Command::new(&candidate)
-        .args(["-c", "import numpy, h5py, sigmf"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if works {
+    if imports(&candidate, "numpy, h5py, sigmf") {
         return Some(candidate);
     }
     skip_without_python(&format!(
@@ -42,6 +37,15 @@ pub fn python() -> Option<PathBuf> {
         candidate.display()
     ));
     None
+}
+
+/// Whether `python` runs and can `import modules` (a comma-separated list).
+fn imports(python: &Path, modules: &str) -> bool {
+    Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Reports a check that cannot run for want of what scripts/setup provides (the reference
@@ -58,12 +62,7 @@ fn skip_without_python(why: &str) {
 /// the reason printed; a failure under `SPECWATCH_REQUIRE_PYTHON=1`).
 pub fn onnx_python() -> Option<PathBuf> {
     let py = python()?;
-    let ok = Command::new(&py)
-        .args(["-c", "import onnx, onnxruntime"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
+    if imports(&py, "onnx, onnxruntime") {
         return Some(py);
     }
     skip_without_python(&format!(
