@@ -4,9 +4,15 @@
 //! The flowgraph's sink hands each [`Detection`] to a [`DetectionWriter`], which never blocks: it
 //! puts the detection on a bounded queue, and when the queue is full the detection is dropped
 //! and counted (`specwatch_detections_dropped_total{reason="store_backlog"}`). One writer thread
-//! drains the queue into batched transactions (up to `batch_max` detections, or what arrived
-//! within `flush_interval` of the first), merges runs of windows of the same class when asked
-//! to, and applies retention by age and by row count every [`RETENTION_PERIOD`].
+//! drains the queue into transactions by group commit: what is pending commits as soon as the
+//! queue holds nothing more, so a detection waits only for those that arrived with it, and
+//! batches grow by themselves under load (up to `batch_max` detections, and never longer than
+//! `flush_interval` after the first). At a paced 1 MS/s with the 128-sample model, a detection
+//! waited 1.2–1.5 ms on average from the sink to its commit, against about 9 ms when batches were
+//! held for a 10 ms interval (`cargo bench --bench daemon`). The writer also merges runs of
+//! windows of the same class when asked to, and applies retention by age and by row count every
+//! [`RETENTION_PERIOD`]. The write-ahead log is copied into the database file by a checkpointer
+//! thread of its own, so its `fsync`s never hold up a commit.
 //!
 //! # Reading and durability
 //! Queries run on separate read connections and, through SQLite's WAL snapshot isolation, see
@@ -29,6 +35,7 @@
 //! The flowgraph writes through the [`DetectionSink`] trait, which [`DetectionWriter`]
 //! implements; forwarding detections to a shared store or a broker is one more implementation.
 
+mod checkpoint;
 mod query;
 mod schema;
 mod writer;
@@ -117,7 +124,8 @@ pub struct StoreConfig {
     pub merge_max_gap_samples: u64,
     /// Most detections per transaction.
     pub batch_max: usize,
-    /// Longest a detection waits in the writer before its batch is committed.
+    /// Longest a detection waits in the writer before its batch is committed (batches commit
+    /// sooner, as soon as the writer's queue is empty).
     pub flush_interval: Duration,
     /// Detections the queue to the writer holds before it drops new ones.
     pub queue_capacity: usize,
@@ -125,7 +133,7 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// A configuration for `path` with the defaults: no retention, no merging, batches of up to
-    /// 512 detections committed within 200 ms, a queue of 16,384 detections.
+    /// 512 detections committed within 200 ms at the latest, a queue of 16,384 detections.
     pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             path: path.into(),

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::checkpoint::Checkpointer;
 use super::schema::{MAX_TIME_LAG_KEY, classify, count_rows, optimize};
 use super::{Command, Detection, RETENTION_PERIOD, Shared, StoreConfig, StoreError};
 
@@ -219,13 +220,29 @@ impl WriterState {
 
     /// The thread's loop: runs until [`Command::Stop`] or until every sender is gone.
     pub(super) fn run(mut self, queue: Receiver<Command>) {
+        let mut checkpointer = self.start_checkpointer();
         let mut pending: Vec<Detection> = Vec::new();
         let mut deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let retention_due = self.last_retention + RETENTION_PERIOD;
             let wake = deadline.map_or(retention_due, |d| d.min(retention_due));
-            match queue.recv_timeout(wake.saturating_duration_since(now)) {
+            let next = if pending.is_empty() {
+                queue.recv_timeout(wake.saturating_duration_since(now))
+            } else {
+                // Group commit: what is pending commits as soon as nothing more is queued, so a
+                // detection waits only for the detections that arrived with it.
+                match queue.try_recv() {
+                    Ok(command) => Ok(command),
+                    Err(TryRecvError::Empty) => {
+                        let _counted = self.commit(&mut pending);
+                        deadline = None;
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                }
+            };
+            match next {
                 Ok(Command::Write(d)) => {
                     if pending.is_empty() {
                         deadline = Some(Instant::now() + self.cfg.flush_interval);
@@ -251,6 +268,7 @@ impl WriterState {
                 }
                 Ok(Command::Stop(reply)) => {
                     let result = self.commit(&mut pending);
+                    Self::stop_checkpointer(&mut checkpointer);
                     self.checkpoint();
                     let _asker_gone = reply.send(result);
                     break;
@@ -258,6 +276,7 @@ impl WriterState {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     let _counted = self.commit(&mut pending);
+                    Self::stop_checkpointer(&mut checkpointer);
                     self.checkpoint();
                     break;
                 }
@@ -274,6 +293,36 @@ impl WriterState {
             }
         }
         self.shared.writable.store(false, Ordering::Relaxed);
+    }
+
+    /// Starts the [`Checkpointer`] and turns SQLite's automatic checkpoints off on the
+    /// writer's connection; when either fails, the automatic checkpoints stay on (logged).
+    fn start_checkpointer(&self) -> Option<Checkpointer> {
+        let path = &self.shared.path;
+        let checkpointer = match Checkpointer::start(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    "detection store {}: {e}; commits make SQLite's automatic checkpoints instead",
+                    path.display()
+                );
+                return None;
+            }
+        };
+        if let Err(e) = self.conn.pragma_update(None, "wal_autocheckpoint", 0) {
+            tracing::warn!(
+                "detection store {}: cannot turn automatic checkpoints off ({e}); both run",
+                path.display()
+            );
+        }
+        Some(checkpointer)
+    }
+
+    /// Ends the checkpointer before the closing checkpoint, which then runs alone.
+    fn stop_checkpointer(checkpointer: &mut Option<Checkpointer>) {
+        if let Some(c) = checkpointer.take() {
+            c.stop();
+        }
     }
 
     /// Moves the write-ahead log into the database file and empties it, so a stopped store is
