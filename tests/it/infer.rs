@@ -652,3 +652,65 @@ fn cuda_provider_runs_or_skips_with_reason() {
     }
     eprintln!("CUDA check ran on {}", gpu.runtime());
 }
+
+/// The models shipped in `models/`: each loads through the daemon's code path, its graph agrees
+/// with its card, it classifies a batch into the card's classes, it stays within the 20 MB a
+/// bundled model may take, and it comes with its evaluation report.
+#[test]
+fn every_bundled_model_loads_runs_and_has_its_report() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut cards: Vec<PathBuf> = std::fs::read_dir(&models)
+        .expect("read models/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    cards.sort();
+    assert!(
+        cards.iter().any(|c| c.ends_with("amc128.json")),
+        "the default model models/amc128.json is missing: {cards:?}"
+    );
+    if !common::runtime_available() {
+        return;
+    }
+    for card_path in &cards {
+        let stem = card_path.file_stem().expect("stem").to_string_lossy();
+        let mut model = Model::load(card_path, &options())
+            .unwrap_or_else(|e| panic!("{}: {e}", card_path.display()));
+        let card = model.card().clone();
+        assert_eq!(card.name, stem, "{}: card name", card_path.display());
+        let onnx_bytes = std::fs::metadata(card_path.with_extension("onnx"))
+            .expect("onnx file")
+            .len();
+        assert!(
+            onnx_bytes <= 20_000_000,
+            "{stem}.onnx is {onnx_bytes} bytes, over the 20 MB a bundled model may take"
+        );
+        let batch = 3;
+        let input = windows(11, batch * card.window_len * card.channels);
+        let out = model
+            .run(&input, batch)
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+        assert_eq!(out.len(), batch, "{stem}: windows out");
+        assert_eq!(out.classes(), card.classes.len(), "{stem}: classes out");
+        for i in 0..batch {
+            let sum: f32 = out.probabilities(i).iter().sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-4,
+                "{stem}: window {i}'s probabilities sum to {sum}"
+            );
+        }
+        let report = models.join(format!("{stem}.report"));
+        for file in [
+            "report.md",
+            "eval.json",
+            "accuracy_vs_snr.png",
+            "confusion.png",
+        ] {
+            assert!(
+                report.join(file).is_file(),
+                "{stem} is bundled without {}",
+                report.join(file).display()
+            );
+        }
+    }
+}
