@@ -227,8 +227,8 @@ pub struct RuntimeConfig {
     pub cuda_device: i32,
     /// Threads ONNX Runtime uses inside one operator, per model worker (default 1). More cores
     /// are better spent on more `workers`: on a 2-core station two single-threaded sessions
-    /// classified 2.3–2.4 MS/s of 128-sample windows, one session with ONNX Runtime's own
-    /// thread count (one per core) 1.0–1.5 MS/s (`cargo bench --bench daemon` prints both).
+    /// classified 1.9–2.4 MS/s of 128-sample windows, one session with ONNX Runtime's own
+    /// thread count (one per core) 0.8–1.5 MS/s (`cargo bench --bench daemon` prints both).
     pub intra_threads: Option<usize>,
 }
 

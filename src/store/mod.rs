@@ -8,8 +8,8 @@
 //! queue holds nothing more, so a detection waits only for those that arrived with it, and
 //! batches grow by themselves under load (up to `batch_max` detections, and never longer than
 //! `flush_interval` after the first). At a paced 1 MS/s with the 128-sample model, a detection
-//! waited 1.2–1.5 ms on average from the sink to its commit, against about 9 ms when batches were
-//! held for a 10 ms interval (`cargo bench --bench daemon`). The writer also merges runs of
+//! waited 1.2–2.2 ms on average from the sink to its commit, against 9.0–9.5 ms when batches
+//! were held for a 10 ms interval (`cargo bench --bench daemon`, 2 cores). The writer also merges runs of
 //! windows of the same class when asked to, and applies retention by age and by row count every
 //! [`RETENTION_PERIOD`]. The write-ahead log is copied into the database file by a checkpointer
 //! thread of its own, so its `fsync`s never hold up a commit.

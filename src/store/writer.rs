@@ -268,7 +268,7 @@ impl WriterState {
                 }
                 Ok(Command::Stop(reply)) => {
                     let result = self.commit(&mut pending);
-                    Self::stop_checkpointer(&mut checkpointer);
+                    drop(checkpointer.take()); // the closing checkpoint runs alone
                     self.checkpoint();
                     let _asker_gone = reply.send(result);
                     break;
@@ -276,7 +276,7 @@ impl WriterState {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     let _counted = self.commit(&mut pending);
-                    Self::stop_checkpointer(&mut checkpointer);
+                    drop(checkpointer.take()); // the closing checkpoint runs alone
                     self.checkpoint();
                     break;
                 }
@@ -316,13 +316,6 @@ impl WriterState {
             );
         }
         Some(checkpointer)
-    }
-
-    /// Ends the checkpointer before the closing checkpoint, which then runs alone.
-    fn stop_checkpointer(checkpointer: &mut Option<Checkpointer>) {
-        if let Some(c) = checkpointer.take() {
-            c.stop();
-        }
     }
 
     /// Moves the write-ahead log into the database file and empties it, so a stopped store is

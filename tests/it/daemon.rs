@@ -601,8 +601,19 @@ fn minimal_config_takes_the_documented_defaults() {
     let c = Config::parse(MINIMAL).expect("valid");
     assert_eq!(c.api.listen, "127.0.0.1:9930");
     assert_eq!(c.models[0].batch_size, 32);
+    assert_eq!(c.models[0].workers, 2);
+    assert_eq!(c.runtime.intra_threads, Some(1));
     assert_eq!(c.gate.kind, specwatch::config::GateKind::PassAll);
     assert_eq!(c.sources[0].kind.declared_channels(), Some(1));
+    // A [runtime] section that leaves intra_threads out keeps its default; a given one wins.
+    let partial = Config::parse(&format!(
+        "{MINIMAL}\n[runtime]\nexecution_provider = \"cpu\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(partial.runtime.intra_threads, Some(1));
+    let given =
+        Config::parse(&format!("{MINIMAL}\n[runtime]\nintra_threads = 4\n")).expect("valid");
+    assert_eq!(given.runtime.intra_threads, Some(4));
 }
 
 #[test]
@@ -756,13 +767,7 @@ fn check_loads_models_and_names_a_card_that_disagrees_with_its_graph() {
 
 #[test]
 fn every_flowgraph_config_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("flowgraphs");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("flowgraphs/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = common::repo_files("flowgraphs", "toml");
     let names: Vec<String> = files
         .iter()
         .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
@@ -775,7 +780,9 @@ fn every_flowgraph_config_validates() {
     ] {
         assert!(names.iter().any(|n| n == want), "flowgraphs/{want} missing");
     }
-    let x300 = Config::load(&dir.join("x300-aoa.toml")).expect("x300");
+    let x300 =
+        Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flowgraphs/x300-aoa.toml"))
+            .expect("x300");
     let uhd = x300
         .sources
         .iter()

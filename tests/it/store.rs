@@ -66,6 +66,15 @@ fn config(dir: &Path) -> StoreConfig {
     }
 }
 
+/// Polls `done` every 10 ms until it holds; panics with `what` after `timeout`.
+fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn all(store: &Store, base: &DetectionQuery) -> Vec<Detection> {
     let mut out = Vec::new();
     let mut q = DetectionQuery {
@@ -133,14 +142,11 @@ fn a_detection_commits_without_waiting_for_the_flush_interval() {
     let (store, metrics) = open(&cfg);
     assert!(store.writer().submit(detection(0, "bpsk", 0)));
     // Group commit: the queue ran dry after one detection, so it commits now, not in 30 s.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while all(&store, &DetectionQuery::default()).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "a lone detection was still uncommitted after 10 s (flush interval 30 s)"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        "a lone detection was still uncommitted after 10 s (flush interval 30 s)",
+        || !all(&store, &DetectionQuery::default()).is_empty(),
+    );
     assert_eq!(metrics.store_rows.get(), 1);
     store.close().expect("close");
 }
@@ -187,7 +193,7 @@ fn every_published_detection_is_already_queryable() {
 }
 
 #[test]
-fn detections_commit_by_themselves_in_batches() {
+fn detections_commit_by_themselves_without_a_flush() {
     let dir = scratch();
     let cfg = StoreConfig {
         flush_interval: Duration::from_millis(50),
@@ -198,15 +204,12 @@ fn detections_commit_by_themselves_in_batches() {
     for i in 0..25 {
         assert!(store.writer().submit(detection(i, "bpsk", 0)));
     }
-    // No flush: the writer commits at most 10 at a time, and the rest once its queue is empty.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while all(&store, &DetectionQuery::default()).len() < 25 {
-        assert!(
-            Instant::now() < deadline,
-            "the writer did not commit by itself"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // No flush: the writer commits them on its own (at most 10 per transaction).
+    wait_until(
+        Duration::from_secs(10),
+        "the writer did not commit by itself",
+        || all(&store, &DetectionQuery::default()).len() == 25,
+    );
     assert_eq!(metrics.store_rows.get(), 25);
     assert_eq!(metrics.detection_latency_seconds.get_sample_count(), 25);
 }
@@ -1014,15 +1017,14 @@ fn a_checkpointer_copies_the_log_into_the_database_file_while_the_store_runs() {
     store.flush().expect("flush");
     // 2,000 rows are far below SQLite's automatic checkpoint (1,000 log pages), and the writer
     // turns that off: only the store's own checkpointer can grow the database file meanwhile.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while db_len() <= before {
-        assert!(
-            Instant::now() < deadline,
+    wait_until(
+        Duration::from_secs(10),
+        &format!(
             "the database file stayed at {before} bytes for 10 s after 2,000 commits: nothing \
              checkpointed the write-ahead log"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ),
+        || db_len() > before,
+    );
     assert_eq!(all(&store, &DetectionQuery::default()).len(), 2_000);
     store.close().expect("close");
 }
