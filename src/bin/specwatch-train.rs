@@ -164,6 +164,10 @@ struct TrainArgs {
     /// Representation: iq, amp_phase, inst_freq, fft or fft_log_mag [default: iq].
     #[arg(long)]
     representation: Option<String>,
+    /// Start from the best weights of this earlier run folder (same architecture, width, input
+    /// and classes) instead of a random initialisation; optimiser and schedule start afresh.
+    #[arg(long, value_name = "RUN_DIR")]
+    init_from: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (up to --epochs in total).
     #[arg(long)]
     resume: bool,
@@ -405,6 +409,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--max-windows", args.max_windows.is_some()),
             ("--normalization", args.normalization.is_some()),
             ("--representation", args.representation.is_some()),
+            ("--init-from", args.init_from.is_some()),
         ];
         if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
             anyhow::bail!(
@@ -470,6 +475,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         if let Some(v) = &args.representation {
             config.prep.representation = parse_representation(v)?;
         }
+        config.init_from = args.init_from.clone();
         config
     };
     if let Some(v) = args.epochs {

@@ -10,7 +10,8 @@
 //! normalisation and representation of the run's [`PrepOptions`](super::data::PrepOptions) —
 //! the classes in output order, the dataset (folder name and manifest SHA-256), how the model
 //! was trained (architecture, epochs, best epoch, learning rate, batch, seed, training
-//! throughput, the equivalent `specwatch-train train` command) and its accuracy on the run's
+//! throughput, the equivalent `specwatch-train train` command, its resumes and the run it was
+//! warm-started from) and its accuracy on the run's
 //! test split, overall and per SNR, measured by running the exported graph through
 //! [`crate::infer::Model`] on the raw test windows: what the card promises is what the daemon
 //! gets.
@@ -176,6 +177,9 @@ pub fn train_command(config: &TrainConfig) -> String {
         "--representation {}",
         name(serde_json::to_value(config.prep.representation).unwrap_or(Value::Null))
     ));
+    if let Some(run) = &config.init_from {
+        parts.push(format!("--init-from {}", run.display()));
+    }
     parts.join(" ")
 }
 
@@ -437,6 +441,10 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
     if !record.resumes.is_empty() {
         // The command above started the run; these changed its epoch count or patience.
         training["resumes"] = json!(record.resumes);
+    }
+    if let Some(init) = &record.init {
+        // The weights the command above started from instead of a random initialisation.
+        training["init_from"] = json!(init);
     }
     if let Some(cmd) = &options.command {
         training["export_command"] = Value::String(cmd.clone());

@@ -19,6 +19,15 @@
 //! Determinism: the weights are initialised from `seed`; each epoch's shuffle and dropout masks
 //! are drawn from `seed` and the epoch number, so a resumed run draws what an uninterrupted one
 //! would have.
+//!
+//! Warm start (`init_from`): a fresh run may start from the best weights of an earlier run
+//! instead of a random initialisation — to go on training a model on freshly generated windows
+//! of the same recipe, for instance. The earlier run must have the same architecture, width,
+//! input (window length, channels, normalisation, representation) and classes in the same order;
+//! `config.json` records which run and which weights (SHA-256 of its `best.bpk`), and the model
+//! card repeats it. The optimiser and the learning-rate schedule start afresh. On the dataset an
+//! earlier run of the chain trained on, the split must be that run's (same seed, fractions and
+//! window prefix): otherwise windows the weights were fitted to would be validated and tested on.
 
 use std::f64::consts::PI;
 use std::io::Write;
@@ -63,6 +72,9 @@ pub struct TrainConfig {
     /// Epochs without a lower validation loss before training stops.
     pub patience: usize,
     pub seed: u64,
+    /// Start from the best weights of this earlier run instead of a random initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -83,6 +95,7 @@ impl TrainConfig {
             width: 1.0,
             patience: 5,
             seed: 1,
+            init_from: None,
         }
     }
 
@@ -161,6 +174,38 @@ pub struct RunRecord {
     /// Every `--resume` that changed the epoch count or the patience, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumes: Vec<ResumeRecord>,
+    /// The earlier run whose weights this one started from (`train.init_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitRecord>,
+}
+
+/// The weights a warm-started run began with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitRecord {
+    /// The earlier run folder, as given.
+    pub run: PathBuf,
+    /// The epoch whose weights its `best.bpk` holds.
+    pub best_epoch: usize,
+    /// SHA-256 of that `best.bpk` (hex).
+    pub weights_sha256: String,
+    /// The dataset the earlier run trained on (manifest digest).
+    pub dataset_manifest_digest: String,
+    /// How the earlier run split that dataset (seed, fractions, window prefix): together with
+    /// the digest they say which windows it trained on.
+    pub split_seed: u64,
+    pub split: SplitFractions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_windows: Option<usize>,
+    /// The earlier run's own warm start, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<Box<InitRecord>>,
+}
+
+impl InitRecord {
+    /// This record and the warm starts behind it, nearest first.
+    fn chain(&self) -> impl Iterator<Item = &InitRecord> {
+        std::iter::successors(Some(self), |r| r.init.as_deref())
+    }
 }
 
 /// A `--resume` that changed what the run was told: the cosine schedule follows the new epoch
@@ -377,6 +422,14 @@ pub fn fit(
             state
         }
         None => {
+            let init = match &config.init_from {
+                Some(source) => {
+                    let (weights, init) = warm_start(source, config, &spec, &data, model)?;
+                    model = weights;
+                    Some(init)
+                }
+                None => None,
+            };
             write_json(
                 &run_dir.join(CONFIG_FILE),
                 &RunRecord {
@@ -392,6 +445,7 @@ pub fn fit(
                         windows: data.len(),
                     },
                     resumes: Vec::new(),
+                    init,
                 },
             )?;
             std::fs::write(&metrics_path, "").map_err(TrainError::io(&metrics_path))?;
@@ -500,6 +554,119 @@ pub fn fit(
         best_val_loss: state.best_val_loss,
         stopped_early: state.stopped_early,
     })
+}
+
+/// Loads the best weights of the earlier run `source` into `model` after checking that they fit
+/// the run `config` describes; returns them and what `config.json` records of them.
+fn warm_start(
+    source: &Path,
+    config: &TrainConfig,
+    spec: &ModelSpec,
+    data: &Prepared,
+    model: Model,
+) -> Result<(Model, InitRecord), TrainError> {
+    let refuse = |problem: String| TrainError::Run {
+        dir: source.to_path_buf(),
+        problem: format!("cannot start this run (--init-from): {problem}"),
+    };
+    let config_path = source.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        return Err(refuse(format!(
+            "has no {CONFIG_FILE}; expected a folder `specwatch-train train --out` wrote"
+        )));
+    }
+    let record: RunRecord = read_json(&config_path)?;
+    let theirs = &record.train;
+    if theirs.arch != config.arch {
+        return Err(refuse(format!(
+            "it trained '{}', this run trains '{}'",
+            theirs.arch, config.arch
+        )));
+    }
+    let shape = |s: &ModelSpec| (s.num_classes, s.rows, s.window_len);
+    if shape(&record.model) != shape(spec) || record.model.width != spec.width {
+        return Err(refuse(format!(
+            "its model has {} classes, {} input rows, {}-sample windows and width {}; this run's \
+             has {}, {}, {} and {}",
+            record.model.num_classes,
+            record.model.rows,
+            record.model.window_len,
+            record.model.width,
+            spec.num_classes,
+            spec.rows,
+            spec.window_len,
+            spec.width
+        )));
+    }
+    if record.dataset.classes != data.manifest.classes {
+        return Err(refuse(format!(
+            "its classes are [{}], this dataset's are [{}]; the output rows would mean other \
+             classes",
+            record.dataset.classes.join(", "),
+            data.manifest.classes.join(", ")
+        )));
+    }
+    let input = |p: &PrepOptions| (p.normalization, p.representation);
+    if input(&theirs.prep) != input(&config.prep) {
+        return Err(refuse(format!(
+            "it was trained on {:?} {:?} input, this run prepares {:?} {:?}",
+            theirs.prep.normalization,
+            theirs.prep.representation,
+            config.prep.normalization,
+            config.prep.representation
+        )));
+    }
+    let state_path = source.join(CHECKPOINT_DIR).join("state.json");
+    let state: CheckpointState = read_json(&state_path)?;
+    let weights_path = source.join(BEST_FILE);
+    let bytes = std::fs::read(&weights_path).map_err(TrainError::io(&weights_path))?;
+    let model = model
+        .try_load_file(&weights_path)
+        .map_err(|e| TrainError::Record {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        })?;
+    let init = InitRecord {
+        run: source.to_path_buf(),
+        best_epoch: state.best_epoch,
+        weights_sha256: sha256_hex(&bytes),
+        dataset_manifest_digest: record.dataset.manifest_digest,
+        split_seed: theirs.seed,
+        split: theirs.split,
+        max_windows: theirs.prep.max_windows,
+        init: record.init.map(Box::new),
+    };
+    // Windows an earlier model trained on must not sit in this run's validation or test split:
+    // on the same dataset that holds only for the same split.
+    for earlier in init.chain() {
+        let same_split = earlier.split_seed == config.seed
+            && earlier.split == config.split
+            && earlier.max_windows == config.prep.max_windows;
+        if earlier.dataset_manifest_digest == data.manifest_digest && !same_split {
+            return Err(refuse(format!(
+                "{} trained on this dataset split with seed {} (fractions {:?}, max windows \
+                 {:?}) and this run splits it with seed {} ({:?}, {:?}); its training windows \
+                 would be in this run's validation and test splits. Use the same --seed and \
+                 --max-windows, or a freshly generated dataset",
+                earlier.run.display(),
+                earlier.split_seed,
+                earlier.split,
+                earlier.max_windows,
+                config.seed,
+                config.split,
+                config.prep.max_windows
+            )));
+        }
+    }
+    Ok((model, init))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Windows of a batch whose highest logit is their target class.

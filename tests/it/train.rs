@@ -1,9 +1,12 @@
 //! Training end to end on a tiny, easy dataset: the loss falls, validation accuracy is far above
-//! chance, the run folder holds its files, `--resume` continues the epoch count, and a dataset
+//! chance, the run folder holds its files, `--resume` continues the epoch count, `--init-from`
+//! starts from an earlier run's weights (and refuses one that does not fit), and a dataset
 //! folder without a manifest is refused with a clear message.
 
 use std::path::Path;
 use std::process::Command;
+
+use sha2::Digest;
 
 use specwatch::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
 use specwatch::synth::RecipeOptions;
@@ -246,4 +249,207 @@ fn training_refuses_an_unknown_architecture() {
     .to_string();
     assert!(err.contains("unknown architecture 'resnet9000'"), "{err}");
     assert!(err.contains("vtcnn2"), "{err}");
+}
+
+#[test]
+fn a_warm_started_run_begins_with_the_earlier_runs_weights_and_records_them() {
+    let tmp = common::scratch();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    let first = tmp.path().join("first");
+    fit(
+        &small_config(&data, 3),
+        &first,
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+
+    // With a learning rate of 1e-9 one epoch cannot move the weights: a warm-started run scores
+    // what the first run's best weights score, a randomly initialised one scores chance.
+    let frozen = |init_from: Option<&Path>| {
+        let mut c = small_config(&data, 1);
+        c.lr = 1e-9;
+        c.init_from = init_from.map(Path::to_path_buf);
+        c
+    };
+    let warm = tmp.path().join("warm");
+    let warm_acc = fit(
+        &frozen(Some(&first)),
+        &warm,
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+    .history[0]
+        .val_acc;
+    let cold_acc = fit(
+        &frozen(None),
+        &tmp.path().join("cold"),
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+    .history[0]
+        .val_acc;
+    assert!(
+        warm_acc >= MIN_VAL_ACC && cold_acc < 0.7,
+        "warm start scored {warm_acc}, random initialisation {cold_acc}"
+    );
+
+    let record = RunRecord::load(&warm).unwrap();
+    let init = record.init.expect("config.json records the warm start");
+    assert_eq!(init.run, first);
+    let best_bytes = std::fs::read(first.join("best.bpk")).unwrap();
+    let best_sha256: String = sha2::Sha256::digest(&best_bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(init.weights_sha256, best_sha256);
+    assert_eq!(
+        init.dataset_manifest_digest,
+        Manifest::digest_of_file(&data).unwrap()
+    );
+    let best_epoch = read_metrics(&first)
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m.best)
+        .unwrap()
+        .epoch;
+    assert_eq!(init.best_epoch, best_epoch);
+    assert_eq!(record.train.init_from.as_deref(), Some(first.as_path()));
+
+    if common::runtime_available() {
+        let card = tmp.path().join("card");
+        let out = Command::new(common::bin("specwatch-train"))
+            .args(["export", "--run", warm.to_str().unwrap()])
+            .args(["--out", card.to_str().unwrap(), "--name", "warm"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "export failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let card: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(card.with_extension("json")).unwrap())
+                .unwrap();
+        let training = &card["training"];
+        assert_eq!(
+            training["init_from"]["weights_sha256"].as_str(),
+            Some(init.weights_sha256.as_str()),
+            "{training}"
+        );
+        let command = training["command"].as_str().unwrap();
+        assert!(
+            command.contains(&format!("--init-from {}", first.display())),
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn a_warm_start_from_an_incompatible_run_is_refused_with_the_reason() {
+    let tmp = common::scratch();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    let first = tmp.path().join("first");
+    fit(
+        &small_config(&data, 1),
+        &first,
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let refused = |config: TrainConfig, run: &str| {
+        let run = tmp.path().join(run);
+        let err = fit(&config, &run, FitOptions::default(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !run.join("config.json").exists(),
+            "a refused run wrote {run:?}"
+        );
+        err
+    };
+    let with_init = |mut c: TrainConfig| {
+        c.init_from = Some(first.clone());
+        c
+    };
+
+    let mut wider = with_init(small_config(&data, 1));
+    wider.width = 0.5;
+    let err = refused(wider, "wider");
+    assert!(
+        err.contains("--init-from") && err.contains("width 0.25"),
+        "{err}"
+    );
+
+    let mut gru = with_init(small_config(&data, 1));
+    gru.arch = "gru2".into();
+    let err = refused(gru, "gru");
+    assert!(err.contains("it trained 'resnet1d'"), "{err}");
+
+    // The same windows with the class names in the other order.
+    let swapped = tmp.path().join("swapped");
+    write_two_class_dataset(&swapped);
+    let manifest = swapped.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["classes"] = serde_json::json!(["QAM16", "BPSK"]);
+    std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+    let err = refused(with_init(small_config(&swapped, 1)), "swapped");
+    assert!(
+        err.contains("[BPSK, QAM16]") && err.contains("[QAM16, BPSK]"),
+        "{err}"
+    );
+
+    // On the same dataset another split would validate and test on windows `first` trained on.
+    let mut resplit = with_init(small_config(&data, 1));
+    resplit.seed = 4;
+    let err = refused(resplit, "resplit");
+    assert!(
+        err.contains("split with seed 3") && err.contains("validation and test"),
+        "{err}"
+    );
+
+    // Also through a run in between that trained on another dataset.
+    let other = tmp.path().join("other");
+    write_two_class_dataset(&other);
+    let manifest = other.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["notes"] = serde_json::json!(["another dataset"]);
+    std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+    let between = tmp.path().join("between");
+    let mut c = with_init(small_config(&other, 1));
+    c.seed = 5;
+    fit(&c, &between, FitOptions::default(), &mut |_| {}).unwrap();
+    let mut resplit = small_config(&data, 1);
+    resplit.seed = 4;
+    resplit.init_from = Some(between);
+    let err = refused(resplit, "resplit-through");
+    assert!(
+        err.contains(&format!("{} trained on this dataset", first.display())),
+        "{err}"
+    );
+
+    let mut nowhere = small_config(&data, 1);
+    nowhere.init_from = Some(tmp.path().join("nowhere"));
+    let err = refused(nowhere, "nowhere");
+    assert!(err.contains("has no config.json"), "{err}");
+
+    // The CLI takes --init-from only for a fresh run.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--out", first.to_str().unwrap(), "--resume"])
+        .args(["--init-from", first.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--init-from is not accepted with --resume"),
+        "{err}"
+    );
 }
