@@ -361,8 +361,13 @@ impl WriterState {
         let mut attempt = 1;
         loop {
             let before = self.rollback_point();
+            let started = Instant::now();
             match self.write_batch(&batch) {
                 Ok((published, inserted)) => {
+                    metrics
+                        .store_commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    metrics.store_batch_size.observe(batch.len() as f64);
                     self.rows += inserted;
                     metrics
                         .store_rows

@@ -57,6 +57,12 @@ pub struct Metrics {
     pub stream_errors_total: IntCounterVec,
     /// `specwatch_store_write_errors_total`: failed store transactions.
     pub store_write_errors_total: IntCounter,
+    /// `specwatch_store_batch_size`: detections per committed store transaction (at most the
+    /// store's `batch_max`).
+    pub store_batch_size: Histogram,
+    /// `specwatch_store_commit_seconds`: time of one committed store transaction, from its
+    /// `BEGIN` to the end of its `COMMIT`.
+    pub store_commit_seconds: Histogram,
     /// `specwatch_store_rows`: detections held in the store.
     pub store_rows: IntGauge,
     /// `specwatch_source_up{source}`: 1 while a source streams, 0 otherwise.
@@ -138,17 +144,30 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        let detection_latency_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "specwatch_detection_latency_seconds",
-                "Seconds from a window reaching the detection sink to its detection being committed to the store.",
-            )
-            .buckets(one_two_five(0.001, 10.0)),
-        )
-        .expect("valid histogram");
-        registry
-            .register(Box::new(detection_latency_seconds.clone()))
-            .expect("unique metric");
+        let plain_histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid histogram");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+
+        let detection_latency_seconds = plain_histogram(
+            "specwatch_detection_latency_seconds",
+            "Seconds from a window reaching the detection sink to its detection being committed to the store.",
+            one_two_five(0.001, 10.0),
+        );
+        let store_batch_size = plain_histogram(
+            "specwatch_store_batch_size",
+            "Detections per committed store transaction.",
+            (0..=14).map(|i| f64::from(1u32 << i)).collect(),
+        );
+        let store_commit_seconds = plain_histogram(
+            "specwatch_store_commit_seconds",
+            "Seconds per committed store transaction, BEGIN to the end of COMMIT.",
+            one_two_five(0.0001, 10.0),
+        );
 
         let store_write_errors_total = IntCounter::new(
             "specwatch_store_write_errors_total",
@@ -239,6 +258,8 @@ impl Metrics {
                 &["source"],
             ),
             store_write_errors_total,
+            store_batch_size,
+            store_commit_seconds,
             store_rows: gauge("specwatch_store_rows", "Detections held in the store."),
             source_up: gauge_vec(
                 "specwatch_source_up",

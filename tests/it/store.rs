@@ -680,6 +680,64 @@ fn retention_by_age_counts_from_when_a_detection_was_observed() {
     assert_eq!(metrics.store_rows.get(), 20);
 }
 
+/// The value of the sample `series` (name and labels exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} is not exposed"))
+        .parse()
+        .expect("a number")
+}
+
+#[test]
+fn batches_grow_under_load_up_to_batch_max_and_are_measured() {
+    let dir = scratch();
+    let cfg = StoreConfig {
+        batch_max: 8,
+        ..config(dir.path())
+    };
+    let (store, metrics) = open(&cfg);
+    // Another connection holds the write lock, so the writer stalls in its first commit while
+    // 100 detections queue up behind it.
+    let blocker = rusqlite::Connection::open(&cfg.path).expect("open with rusqlite");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let writer = store.writer();
+    for i in 0..100 {
+        assert!(writer.submit(detection(i, "bpsk", 0)));
+    }
+    let blocked = Duration::from_millis(300);
+    std::thread::sleep(blocked);
+    blocker.execute_batch("COMMIT").expect("release the lock");
+    store.flush().expect("flush");
+    assert_eq!(all(&store, &DetectionQuery::default()).len(), 100);
+
+    let text = metrics.render();
+    let commits = sample(&text, "specwatch_store_batch_size_count");
+    assert_eq!(sample(&text, "specwatch_store_batch_size_sum"), 100.0);
+    assert_eq!(
+        sample(&text, "specwatch_store_batch_size_bucket{le=\"8\"}"),
+        commits,
+        "a transaction held more than batch_max = 8 detections:\n{text}"
+    );
+    assert!(
+        sample(&text, "specwatch_store_batch_size_bucket{le=\"4\"}") < commits,
+        "the queued detections were committed in batches of at most 4, not up to 8:\n{text}"
+    );
+    assert!(commits >= 13.0, "100 detections in {commits} transactions");
+    assert_eq!(
+        sample(&text, "specwatch_store_commit_seconds_count"),
+        commits
+    );
+    // The first transaction waited for the lock.
+    assert!(
+        sample(&text, "specwatch_store_commit_seconds_sum") >= blocked.as_secs_f64() * 0.9,
+        "{text}"
+    );
+    store.close().expect("close");
+}
+
 #[test]
 fn a_full_queue_drops_and_counts_without_blocking() {
     let dir = scratch();
