@@ -164,9 +164,11 @@ struct TrainArgs {
     /// Representation: iq, amp_phase, inst_freq, fft or fft_log_mag [default: iq].
     #[arg(long)]
     representation: Option<String>,
-    /// Start from the best weights of this earlier run folder (same architecture, width, input
-    /// and classes) instead of a random initialisation; optimiser and schedule start afresh.
-    #[arg(long, value_name = "RUN_DIR")]
+    /// Start from the best weights of this earlier run folder, or from this exported model
+    /// (models/NAME.json; its weights are read back from NAME.onnx), instead of a random
+    /// initialisation. Same architecture, width, input and classes; optimiser and schedule
+    /// start afresh.
+    #[arg(long, value_name = "RUN_DIR|MODEL.json")]
     init_from: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (up to --epochs in total).
     #[arg(long)]

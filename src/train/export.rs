@@ -434,6 +434,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "seed": t.seed,
         "split": { "train": t.split.train, "val": t.split.val, "test": t.split.test },
         "windows": record.dataset.windows,
+        "max_windows": t.prep.max_windows,
         "train_samples_per_s": samples_per_s,
         "command": train_command(t),
         "specwatch_version": record.specwatch_version,

@@ -28,6 +28,10 @@
 //! card repeats it. The optimiser and the learning-rate schedule start afresh. On the dataset an
 //! earlier run of the chain trained on, the split must be that run's (same seed, fractions and
 //! window prefix): otherwise windows the weights were fitted to would be validated and tested on.
+//! The source may also be an exported model (`models/NAME.json`): its weights are read back
+//! from its ONNX graph ([`models::onnx_weights`]), and its card supplies what a run folder's
+//! `config.json` would (architecture, width, input, classes, dataset, split, earlier warm starts);
+//! the record then names the model and the SHA-256 of its `.onnx` file.
 
 use std::f64::consts::PI;
 use std::io::Write;
@@ -72,7 +76,8 @@ pub struct TrainConfig {
     /// Epochs without a lower validation loss before training stops.
     pub patience: usize,
     pub seed: u64,
-    /// Start from the best weights of this earlier run instead of a random initialisation.
+    /// Start from the best weights of this earlier run folder, or from this exported model (its
+    /// card `NAME.json`), instead of a random initialisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
 }
@@ -182,11 +187,14 @@ pub struct RunRecord {
 /// The weights a warm-started run began with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InitRecord {
-    /// The earlier run folder, as given.
+    /// The earlier run folder, or the exported model's card, as given.
     pub run: PathBuf,
-    /// The epoch whose weights its `best.bpk` holds.
+    /// Name and version of the exported model, when the weights came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The epoch whose weights its `best.bpk` (or the exported model) holds.
     pub best_epoch: usize,
-    /// SHA-256 of that `best.bpk` (hex).
+    /// SHA-256 (hex) of that `best.bpk`, or of the exported model's `.onnx` file.
     pub weights_sha256: String,
     /// The dataset the earlier run trained on (manifest digest).
     pub dataset_manifest_digest: String,
@@ -556,9 +564,57 @@ pub fn fit(
     })
 }
 
-/// Loads the best weights of the earlier run `source` into `model` after checking that they fit
-/// the run `config` describes; returns them and what `config.json` records of them.
+/// Loads the weights `source` names into `model` after checking that they fit the run `config`
+/// describes — the best weights of an earlier run folder, or an exported model (its card
+/// `NAME.json`, or `NAME.onnx` beside it) — and returns them with what `config.json` records of
+/// them.
 fn warm_start(
+    source: &Path,
+    config: &TrainConfig,
+    spec: &ModelSpec,
+    data: &Prepared,
+    model: Model,
+) -> Result<(Model, InitRecord), TrainError> {
+    let is_model = matches!(
+        source.extension().and_then(|e| e.to_str()),
+        Some("json" | "onnx")
+    ) && !source.is_dir();
+    let (model, init) = if is_model {
+        warm_start_from_model(source, config, spec, data, model)?
+    } else {
+        warm_start_from_run(source, config, spec, data, model)?
+    };
+    // Windows an earlier model trained on must not sit in this run's validation or test split:
+    // on the same dataset that holds only for the same split.
+    for earlier in init.chain() {
+        let same_split = earlier.split_seed == config.seed
+            && earlier.split == config.split
+            && earlier.max_windows == config.prep.max_windows;
+        if earlier.dataset_manifest_digest == data.manifest_digest && !same_split {
+            return Err(TrainError::param(
+                "init-from",
+                format!(
+                    "{}: {} trained on this dataset split with seed {} (fractions {:?}, max \
+                     windows {:?}) and this run splits it with seed {} ({:?}, {:?}); its \
+                     training windows would be in this run's validation and test splits. Use \
+                     the same --seed and --max-windows, or a freshly generated dataset",
+                    source.display(),
+                    earlier.run.display(),
+                    earlier.split_seed,
+                    earlier.split,
+                    earlier.max_windows,
+                    config.seed,
+                    config.split,
+                    config.prep.max_windows
+                ),
+            ));
+        }
+    }
+    Ok((model, init))
+}
+
+/// The best weights of the run folder `source`.
+fn warm_start_from_run(
     source: &Path,
     config: &TrainConfig,
     spec: &ModelSpec,
@@ -572,7 +628,8 @@ fn warm_start(
     let config_path = source.join(CONFIG_FILE);
     if !config_path.is_file() {
         return Err(refuse(format!(
-            "has no {CONFIG_FILE}; expected a folder `specwatch-train train --out` wrote"
+            "has no {CONFIG_FILE}; expected a folder `specwatch-train train --out` wrote, or a \
+             model card (models/NAME.json) `specwatch-train export` wrote"
         )));
     }
     let record: RunRecord = read_json(&config_path)?;
@@ -628,6 +685,7 @@ fn warm_start(
         })?;
     let init = InitRecord {
         run: source.to_path_buf(),
+        model: None,
         best_epoch: state.best_epoch,
         weights_sha256: sha256_hex(&bytes),
         dataset_manifest_digest: record.dataset.manifest_digest,
@@ -636,29 +694,152 @@ fn warm_start(
         max_windows: theirs.prep.max_windows,
         init: record.init.map(Box::new),
     };
-    // Windows an earlier model trained on must not sit in this run's validation or test split:
-    // on the same dataset that holds only for the same split.
-    for earlier in init.chain() {
-        let same_split = earlier.split_seed == config.seed
-            && earlier.split == config.split
-            && earlier.max_windows == config.prep.max_windows;
-        if earlier.dataset_manifest_digest == data.manifest_digest && !same_split {
-            return Err(refuse(format!(
-                "{} trained on this dataset split with seed {} (fractions {:?}, max windows \
-                 {:?}) and this run splits it with seed {} ({:?}, {:?}); its training windows \
-                 would be in this run's validation and test splits. Use the same --seed and \
-                 --max-windows, or a freshly generated dataset",
-                earlier.run.display(),
-                earlier.split_seed,
-                earlier.split,
-                earlier.max_windows,
-                config.seed,
-                config.split,
-                config.prep.max_windows
-            )));
-        }
-    }
     Ok((model, init))
+}
+
+/// The weights of an exported model: its card (`NAME.json`, or the `NAME.onnx` beside it) says
+/// how it was trained, and its ONNX graph holds the weights ([`models::onnx_weights`]).
+fn warm_start_from_model(
+    source: &Path,
+    config: &TrainConfig,
+    spec: &ModelSpec,
+    data: &Prepared,
+    model: Model,
+) -> Result<(Model, InitRecord), TrainError> {
+    use crate::infer::card::{Dim, ModelCard};
+    use serde_json::Value;
+
+    let card_path = ModelCard::card_path(source);
+    let refuse = |problem: String| {
+        TrainError::param("init-from", format!("{}: {problem}", card_path.display()))
+    };
+    if !card_path.is_file() {
+        return Err(refuse(
+            "no such model card; expected the NAME.json `specwatch-train export` wrote beside \
+             NAME.onnx"
+                .into(),
+        ));
+    }
+    let card = ModelCard::load(&card_path)?;
+    let training = &card.training;
+    let text = |key: &str| training.get(key).and_then(Value::as_str);
+    let number = |key: &str| training.get(key).and_then(Value::as_f64);
+    let arch = text("arch").ok_or_else(|| {
+        refuse(
+            "its training record names no 'arch'; only models specwatch-train exported can be \
+             trained further"
+                .into(),
+        )
+    })?;
+    if arch != config.arch {
+        return Err(refuse(format!(
+            "it is a '{arch}' model, this run trains '{}' (pass --arch {arch})",
+            config.arch
+        )));
+    }
+    let width = number("width").unwrap_or(1.0);
+    if width != spec.width {
+        return Err(refuse(format!(
+            "it has width {width}, this run's model {} (pass --width {width})",
+            spec.width
+        )));
+    }
+    let [input] = card.inputs.as_slice() else {
+        return Err(refuse(format!(
+            "it has {} window inputs; a model specwatch-train trains has one",
+            card.inputs.len()
+        )));
+    };
+    let layout = [
+        Dim::Batch,
+        Dim::Fixed(spec.rows),
+        Dim::Fixed(spec.window_len),
+    ];
+    if input.layout != layout || !card.extra_inputs.is_empty() {
+        return Err(refuse(format!(
+            "its input '{}' is {:?}{}; this run's windows are [N, {}, {}]",
+            input.name,
+            input.layout,
+            if card.extra_inputs.is_empty() {
+                ""
+            } else {
+                " with extra inputs"
+            },
+            spec.rows,
+            spec.window_len
+        )));
+    }
+    if (input.normalization, input.representation)
+        != (config.prep.normalization, config.prep.representation)
+    {
+        return Err(refuse(format!(
+            "it takes {:?} {:?} input, this run prepares {:?} {:?}",
+            input.normalization,
+            input.representation,
+            config.prep.normalization,
+            config.prep.representation
+        )));
+    }
+    if card.classes != data.manifest.classes {
+        return Err(refuse(format!(
+            "its classes are [{}], this dataset's are [{}]; the output rows would mean other \
+             classes",
+            card.classes.join(", "),
+            data.manifest.classes.join(", ")
+        )));
+    }
+    let missing = |key: &str| refuse(format!("its training record has no '{key}'"));
+    let best_epoch = number("best_epoch").ok_or_else(|| missing("best_epoch"))? as usize;
+    let split_seed = training
+        .get("seed")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| missing("seed"))?;
+    let split: SplitFractions = training
+        .get("split")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| missing("split"))?;
+    // Cards record `max_windows`; older ones only in the training command.
+    let max_windows = match training.get("max_windows") {
+        Some(v) => v.as_u64().map(|n| n as usize),
+        None => text("command").and_then(max_windows_of_command),
+    };
+    let earlier_init: Option<InitRecord> = match training.get("init_from") {
+        Some(v) => Some(
+            serde_json::from_value(v.clone())
+                .map_err(|e| refuse(format!("its 'init_from' record is malformed: {e}")))?,
+        ),
+        None => None,
+    };
+
+    let onnx_path = ModelCard::onnx_path(&card_path);
+    let bytes = std::fs::read(&onnx_path).map_err(TrainError::io(&onnx_path))?;
+    let model = models::onnx_weights::load_onnx_weights(
+        model,
+        arch,
+        spec,
+        &bytes,
+        &onnx_path.display().to_string(),
+    )?;
+    let init = InitRecord {
+        run: card_path.clone(),
+        model: Some(format!("{} {}", card.name, card.version)),
+        best_epoch,
+        weights_sha256: sha256_hex(&bytes),
+        dataset_manifest_digest: card.dataset.manifest_sha256.clone(),
+        split_seed,
+        split,
+        max_windows,
+        init: earlier_init.map(Box::new),
+    };
+    Ok((model, init))
+}
+
+/// The `--max-windows N` of a recorded `specwatch-train train` command.
+fn max_windows_of_command(command: &str) -> Option<usize> {
+    let mut words = command.split_whitespace();
+    words.find(|w| *w == "--max-windows")?;
+    words.next()?.parse().ok()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

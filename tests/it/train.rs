@@ -1,7 +1,7 @@
 //! Training end to end on a tiny, easy dataset: the loss falls, validation accuracy is far above
 //! chance, the run folder holds its files, `--resume` continues the epoch count, `--init-from`
-//! starts from an earlier run's weights (and refuses one that does not fit), and a dataset
-//! folder without a manifest is refused with a clear message.
+//! starts from an earlier run's weights or an exported model's (and refuses one that does not
+//! fit), and a dataset folder without a manifest is refused with a clear message.
 
 use std::path::Path;
 use std::process::Command;
@@ -450,6 +450,133 @@ fn a_warm_start_from_an_incompatible_run_is_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--init-from is not accepted with --resume"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_graph() {
+    // The export measures the model through ONNX Runtime.
+    if !common::runtime_available() {
+        return;
+    }
+    let tmp = common::scratch();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    let first = tmp.path().join("first");
+    fit(
+        &small_config(&data, 3),
+        &first,
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let export = |run: &Path, out: &Path, name: &str| {
+        let out = Command::new(common::bin("specwatch-train"))
+            .args(["export", "--run", run.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap(), "--name", name])
+            .args(["--version", "0.4.0"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "export failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let models = tmp.path().join("models");
+    export(&first, &models.join("first"), "first");
+    let card_path = models.join("first.json");
+    let onnx_path = models.join("first.onnx");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+
+    // With a learning rate of 1e-9 the epoch cannot move the weights: the run scores what the
+    // exported model scores (a random initialisation scores chance, see the test above).
+    let mut frozen = small_config(&data, 1);
+    frozen.lr = 1e-9;
+    frozen.init_from = Some(card_path.clone());
+    let warm = tmp.path().join("warm");
+    let report = fit(&frozen, &warm, FitOptions::default(), &mut |_| {}).unwrap();
+    assert!(
+        report.history[0].val_acc >= MIN_VAL_ACC,
+        "started from the exported model, the run scored {}",
+        report.history[0].val_acc
+    );
+    let init = RunRecord::load(&warm).unwrap().init.unwrap();
+    assert_eq!(init.run, card_path);
+    assert_eq!(init.model.as_deref(), Some("first 0.4.0"));
+    let onnx_sha256: String = sha2::Sha256::digest(std::fs::read(&onnx_path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(init.weights_sha256, onnx_sha256);
+    assert_eq!(
+        init.best_epoch as u64,
+        card["training"]["best_epoch"].as_u64().unwrap()
+    );
+    assert_eq!(
+        init.dataset_manifest_digest,
+        Manifest::digest_of_file(&data).unwrap()
+    );
+    assert_eq!((init.split_seed, init.max_windows), (3, None));
+
+    // The next card carries the model it started from.
+    export(&warm, &models.join("warm"), "warm");
+    let warm_card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("warm.json")).unwrap()).unwrap();
+    assert_eq!(
+        warm_card["training"]["init_from"]["model"].as_str(),
+        Some("first 0.4.0"),
+        "{}",
+        warm_card["training"]
+    );
+
+    let refused = |config: TrainConfig, run: &str| {
+        let err = fit(
+            &config,
+            &tmp.path().join(run),
+            FitOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!tmp.path().join(run).join("config.json").exists());
+        err
+    };
+    // The card's split is known: another split of its dataset is refused, also when the
+    // .onnx file is named instead of the card.
+    let mut resplit = small_config(&data, 1);
+    resplit.seed = 4;
+    resplit.init_from = Some(onnx_path.clone());
+    let err = refused(resplit, "resplit");
+    assert!(
+        err.contains("split with seed 3") && err.contains("validation and test"),
+        "{err}"
+    );
+    let mut gru = small_config(&data, 1);
+    gru.arch = "gru2".into();
+    gru.init_from = Some(card_path.clone());
+    let err = refused(gru, "gru");
+    assert!(
+        err.contains("it is a 'resnet1d' model") && err.contains("--arch resnet1d"),
+        "{err}"
+    );
+    let mut wider = small_config(&data, 1);
+    wider.width = 0.5;
+    wider.init_from = Some(card_path.clone());
+    let err = refused(wider, "wider");
+    assert!(err.contains("--width 0.25"), "{err}");
+    // A graph that is not the card's architecture's export.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(&card_path, broken.join("first.json")).unwrap();
+    std::fs::write(broken.join("first.onnx"), b"\x08\x08garbage").unwrap();
+    let mut bad = small_config(&data, 1);
+    bad.init_from = Some(broken.join("first.json"));
+    let err = refused(bad, "bad");
+    assert!(
+        err.contains(&broken.join("first.onnx").display().to_string()),
         "{err}"
     );
 }

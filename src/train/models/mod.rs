@@ -10,10 +10,12 @@
 //! - [`gru2`]: two stacked GRUs over the time steps + dense.
 //! - [`transformer`]: patch embedding + Transformer encoder + mean pool + dense.
 //! - [`onnx_layers`]: burn layers → the weights `onnx::ops` writes.
+//! - [`onnx_weights`]: an exported graph → the weights of a model (the inverse of `to_onnx`).
 
 pub mod cldnn;
 pub mod gru2;
 pub mod onnx_layers;
+pub mod onnx_weights;
 pub mod resnet1d;
 pub mod transformer;
 pub mod vtcnn2;
