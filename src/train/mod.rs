@@ -5,7 +5,8 @@
 //!   batches as burn tensors `[B, 2C, L]`.
 //! - [`models`]: the architectures, one file each, and the registry [`models::build`].
 //! - [`fit`]: the training loop — Adam(W) with a cosine schedule, cross-entropy, validation each
-//!   epoch, early stopping, checkpoints and `--resume`, and the run folder it writes.
+//!   epoch, early stopping, checkpoints and `--resume`, warm starts from an earlier run or an
+//!   exported model (`--init-from`), and the run folder it writes.
 //! - [`export`]: a run folder → `models/<name>.onnx` + `models/<name>.json` (the model card),
 //!   with the test split's accuracy measured by running the exported graph through
 //!   [`crate::infer::Model`], the daemon's own code path.
@@ -19,6 +20,7 @@
 //!                    (dsp normalise + repr)                         metrics.jsonl, split.json,
 //!                                                                   best.bpk, checkpoint/}
 //! RUN_DIR ──▶ export ──▶ models/<name>.onnx + models/<name>.json (card with test metrics)
+//! models/<name>.{json,onnx} ──▶ models::onnx_weights (weights read back) ──▶ fit (--init-from)
 //! models/NAME.{json,onnx} + dataset folder ──▶ eval ──▶ REPORT_DIR/{eval.json, report.md,
 //!                                                       accuracy_vs_snr.png, confusion.png}
 //! ```
