@@ -3,7 +3,7 @@
 //! starts from an earlier run's weights or an exported model's (and refuses one that does not
 //! fit), and a dataset folder without a manifest is refused with a clear message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::Digest;
@@ -75,6 +75,30 @@ fn small_config(data: &Path, epochs: usize) -> TrainConfig {
     c.patience = 10;
     c.seed = 3;
     c
+}
+
+/// The dataset `DIR/ds` and a first run `DIR/first` trained on it for `epochs` epochs, which the
+/// warm-start tests start from.
+fn dataset_and_first_run(dir: &Path, epochs: usize) -> (PathBuf, PathBuf) {
+    let data = dir.join("ds");
+    write_two_class_dataset(&data);
+    let first = dir.join("first");
+    fit(
+        &small_config(&data, epochs),
+        &first,
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    (data, first)
+}
+
+/// SHA-256 of a file, hex.
+fn sha256_of(path: &Path) -> String {
+    sha2::Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -254,16 +278,7 @@ fn training_refuses_an_unknown_architecture() {
 #[test]
 fn a_warm_started_run_begins_with_the_earlier_runs_weights_and_records_them() {
     let tmp = common::scratch();
-    let data = tmp.path().join("ds");
-    write_two_class_dataset(&data);
-    let first = tmp.path().join("first");
-    fit(
-        &small_config(&data, 3),
-        &first,
-        FitOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let (data, first) = dataset_and_first_run(tmp.path(), 3);
 
     // With a learning rate of 1e-9 one epoch cannot move the weights: a warm-started run scores
     // what the first run's best weights score, a randomly initialised one scores chance.
@@ -300,12 +315,7 @@ fn a_warm_started_run_begins_with_the_earlier_runs_weights_and_records_them() {
     let record = RunRecord::load(&warm).unwrap();
     let init = record.init.expect("config.json records the warm start");
     assert_eq!(init.run, first);
-    let best_bytes = std::fs::read(first.join("best.bpk")).unwrap();
-    let best_sha256: String = sha2::Sha256::digest(&best_bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(init.weights_sha256, best_sha256);
+    assert_eq!(init.weights_sha256, sha256_of(&first.join("best.bpk")));
     assert_eq!(
         init.dataset_manifest_digest,
         Manifest::digest_of_file(&data).unwrap()
@@ -352,16 +362,7 @@ fn a_warm_started_run_begins_with_the_earlier_runs_weights_and_records_them() {
 #[test]
 fn a_warm_start_from_an_incompatible_run_is_refused_with_the_reason() {
     let tmp = common::scratch();
-    let data = tmp.path().join("ds");
-    write_two_class_dataset(&data);
-    let first = tmp.path().join("first");
-    fit(
-        &small_config(&data, 1),
-        &first,
-        FitOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let (data, first) = dataset_and_first_run(tmp.path(), 1);
     let refused = |config: TrainConfig, run: &str| {
         let run = tmp.path().join(run);
         let err = fit(&config, &run, FitOptions::default(), &mut |_| {})
@@ -461,16 +462,7 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
         return;
     }
     let tmp = common::scratch();
-    let data = tmp.path().join("ds");
-    write_two_class_dataset(&data);
-    let first = tmp.path().join("first");
-    fit(
-        &small_config(&data, 3),
-        &first,
-        FitOptions::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let (data, first) = dataset_and_first_run(tmp.path(), 3);
     let export = |run: &Path, out: &Path, name: &str| {
         let out = Command::new(common::bin("specwatch-train"))
             .args(["export", "--run", run.to_str().unwrap()])
@@ -506,11 +498,7 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     let init = RunRecord::load(&warm).unwrap().init.unwrap();
     assert_eq!(init.run, card_path);
     assert_eq!(init.model.as_deref(), Some("first 0.4.0"));
-    let onnx_sha256: String = sha2::Sha256::digest(std::fs::read(&onnx_path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(init.weights_sha256, onnx_sha256);
+    assert_eq!(init.weights_sha256, sha256_of(&onnx_path));
     assert_eq!(
         init.best_epoch as u64,
         card["training"]["best_epoch"].as_u64().unwrap()
