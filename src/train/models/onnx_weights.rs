@@ -21,7 +21,7 @@
 //! final round trip. Batch-norm running statistics are parameters of the mapping too (burn visits
 //! its `RunningState`s), so an imported model also normalises exactly as the exported graph does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -61,6 +61,10 @@ pub fn load_onnx_weights(
         .as_ref()
         .ok_or_else(|| refuse(format!("{source} holds no graph")))?;
     let target_floats = float_initializers(&target_graph.initializer, source)?;
+    let target: HashMap<&str, &[f32]> = target_floats
+        .iter()
+        .map(|(name, values)| (name.as_str(), values.as_slice()))
+        .collect();
 
     // Where the exporter moves every parameter element.
     let mut counter = ElementCounter::default();
@@ -81,7 +85,7 @@ pub fn load_onnx_weights(
     let mut place: Vec<Option<(usize, usize)>> = vec![None; n];
     let probe_floats = float_initializers(&probe_graph.initializer, "the exporter's graph")?;
     for (slot, (name, probe_values)) in probe_floats.iter().enumerate() {
-        let Some(theirs) = target_floats.iter().find(|(n, _)| n == name) else {
+        let Some(theirs) = target.get(name.as_str()) else {
             return Err(refuse(format!(
                 "{source} has no initializer '{name}', which a {arch} model for {} classes, {} \
                  input rows and {}-sample windows writes; it was exported from another \
@@ -89,11 +93,11 @@ pub fn load_onnx_weights(
                 spec.num_classes, spec.rows, spec.window_len
             )));
         };
-        if theirs.1.len() != probe_values.len() {
+        if theirs.len() != probe_values.len() {
             return Err(refuse(format!(
                 "{source}: initializer '{name}' holds {} values; a {arch} model for this input \
                  and class count has {} there (another width or class count?)",
-                theirs.1.len(),
+                theirs.len(),
                 probe_values.len()
             )));
         }
@@ -111,13 +115,7 @@ pub fn load_onnx_weights(
                  exported graph, so its value cannot be read back from {source}"
             )));
         };
-        let name = &probe_floats[slot].0;
-        let theirs = &target_floats
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("checked above")
-            .1;
-        values.push(theirs[position]);
+        values.push(target[probe_floats[slot].0.as_str()][position]);
     }
 
     let model = model.map(&mut Loader {
@@ -145,11 +143,7 @@ pub fn load_onnx_weights(
         )));
     }
     for (name, mine) in float_initializers(&again.initializer, "the re-exported graph")? {
-        let theirs = target_floats
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v);
-        let same = theirs.is_some_and(|t| {
+        let same = target.get(name.as_str()).is_some_and(|t| {
             t.len() == mine.len() && t.iter().zip(&mine).all(|(a, b)| a.to_bits() == b.to_bits())
         });
         if !same {
@@ -168,7 +162,7 @@ fn float_initializers(
     source: &str,
 ) -> Result<Vec<(String, Vec<f32>)>, TrainError> {
     let mut out = Vec::new();
-    let mut seen = HashMap::new();
+    let mut seen = HashSet::new();
     for t in initializers {
         if t.data_type != DataType::Float as i32 {
             continue;
@@ -198,7 +192,7 @@ fn float_initializers(
                 t.dims
             )));
         }
-        if seen.insert(t.name.clone(), ()).is_some() {
+        if !seen.insert(t.name.as_str()) {
             return Err(refuse(format!(
                 "{source}: initializer '{}' is defined twice",
                 t.name
