@@ -76,6 +76,7 @@ fn train_rate(arch: &str, plan: &Plan) -> f64 {
         window_len: LEN,
         dropout: 0.5,
         width: 1.0,
+        depth: 1,
     };
     let device = Device::flex().autodiff();
     device.seed(1);

@@ -149,6 +149,10 @@ struct TrainArgs {
     /// Multiplier of every layer's width, 1 = as published [default: 1].
     #[arg(long)]
     width: Option<f64>,
+    /// Residual blocks per stage (resnet1d), 1 = as published [default: 1]. With --init-from, a
+    /// model of fewer blocks is carried over and each added block starts as the identity.
+    #[arg(long)]
+    depth: Option<usize>,
     /// Epochs without a lower validation loss before stopping [default: 5].
     #[arg(long)]
     patience: Option<usize>,
@@ -166,8 +170,8 @@ struct TrainArgs {
     representation: Option<String>,
     /// Start from the best weights of this earlier run folder, or from this exported model
     /// (models/NAME.json; its weights are read back from NAME.onnx), instead of a random
-    /// initialisation. Same architecture, width, input and classes; optimiser and schedule
-    /// start afresh.
+    /// initialisation. Same architecture, width, input and classes (a resnet1d may gain
+    /// depth); optimiser and schedule start afresh.
     #[arg(long, value_name = "RUN_DIR|MODEL.json")]
     init_from: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (up to --epochs in total).
@@ -407,6 +411,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--weight-decay", args.weight_decay.is_some()),
             ("--dropout", args.dropout.is_some()),
             ("--width", args.width.is_some()),
+            ("--depth", args.depth.is_some()),
             ("--seed", args.seed.is_some()),
             ("--max-windows", args.max_windows.is_some()),
             ("--normalization", args.normalization.is_some()),
@@ -466,6 +471,9 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         if let Some(v) = args.width {
             config.width = v;
+        }
+        if let Some(v) = args.depth {
+            config.depth = v;
         }
         if let Some(v) = args.seed {
             config.seed = v;

@@ -163,6 +163,7 @@ pub fn train_command(config: &TrainConfig) -> String {
         format!("--weight-decay {}", config.weight_decay),
         format!("--dropout {}", config.dropout),
         format!("--width {}", config.width),
+        format!("--depth {}", config.depth),
         format!("--patience {}", config.patience),
         format!("--seed {}", config.seed),
     ];
@@ -431,6 +432,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "batch_size": t.batch_size,
         "dropout": t.dropout,
         "width": t.width,
+        "depth": t.depth,
         "seed": t.seed,
         "split": { "train": t.split.train, "val": t.split.val, "test": t.split.test },
         "windows": record.dataset.windows,

@@ -31,7 +31,10 @@
 //! The source may also be an exported model (`models/NAME.json`): its weights are read back
 //! from its ONNX graph ([`models::onnx_weights`]), and its card supplies what a run folder's
 //! `config.json` would (architecture, width, input, classes, dataset, split, earlier warm starts);
-//! the record then names the model and the SHA-256 of its `.onnx` file.
+//! the record then names the model and the SHA-256 of its `.onnx` file. A resnet1d source may
+//! have fewer residual blocks per stage than the run's `depth`: its layers are carried over and
+//! each added block starts as the identity ([`models::deepen`]), so training starts from what
+//! the source computed.
 
 use std::f64::consts::PI;
 use std::io::Write;
@@ -73,6 +76,10 @@ pub struct TrainConfig {
     pub dropout: f64,
     /// Multiplier of every layer's width (1 = as published).
     pub width: f64,
+    /// Residual blocks per stage (resnet1d; 1 = as published). Configs written before this
+    /// field existed mean 1.
+    #[serde(default = "one")]
+    pub depth: usize,
     /// Epochs without a lower validation loss before training stops.
     pub patience: usize,
     pub seed: u64,
@@ -98,6 +105,7 @@ impl TrainConfig {
             weight_decay: 0.0,
             dropout: 0.5,
             width: 1.0,
+            depth: 1,
             patience: 5,
             seed: 1,
             init_from: None,
@@ -385,6 +393,7 @@ pub fn fit(
         window_len: data.len,
         dropout: config.dropout,
         width: config.width,
+        depth: config.depth,
     };
     let device = Device::flex().autodiff();
     device.seed(config.seed);
@@ -564,6 +573,49 @@ pub fn fit(
     })
 }
 
+fn one() -> usize {
+    1
+}
+
+/// Fills `model` (built for `spec`) from a source of depth `source_depth`: `load` fills a model
+/// built for the source's own depth, which a shallower source is then carried into, each added
+/// block starting as the identity ([`models::deepen`]).
+fn load_deepening(
+    model: Model,
+    arch: &str,
+    spec: &ModelSpec,
+    source_depth: usize,
+    refuse: impl Fn(String) -> TrainError,
+    load: impl FnOnce(Model, &ModelSpec) -> Result<Model, TrainError>,
+) -> Result<Model, TrainError> {
+    if source_depth == spec.depth {
+        return load(model, spec);
+    }
+    if source_depth > spec.depth || arch != "resnet1d" {
+        return Err(refuse(format!(
+            "its model has depth {source_depth}, this run's {}; a resnet1d can be made deeper, \
+             never shallower (pass --depth {source_depth}, or more)",
+            spec.depth
+        )));
+    }
+    let source_spec = ModelSpec {
+        depth: source_depth,
+        ..*spec
+    };
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex);
+    let shallow = load(models::build(arch, &source_spec, &device)?, &source_spec)?;
+    models::deepen(shallow, model).ok_or_else(|| {
+        refuse(format!(
+            "its depth-{source_depth} {arch} does not fit this run's depth-{} layout",
+            spec.depth
+        ))
+    })
+}
+
 /// Loads the weights `source` names into `model` after checking that they fit the run `config`
 /// describes — the best weights of an earlier run folder, or an exported model (its card
 /// `NAME.json`, or `NAME.onnx` beside it) — and returns them with what `config.json` records of
@@ -677,12 +729,21 @@ fn warm_start_from_run(
     let state: CheckpointState = read_json(&state_path)?;
     let weights_path = source.join(BEST_FILE);
     let bytes = std::fs::read(&weights_path).map_err(TrainError::io(&weights_path))?;
-    let model = model
-        .try_load_file(&weights_path)
-        .map_err(|e| TrainError::Record {
-            path: weights_path.clone(),
-            message: e.to_string(),
-        })?;
+    let model = load_deepening(
+        model,
+        &config.arch,
+        spec,
+        record.model.depth,
+        refuse,
+        |model, _| {
+            model
+                .try_load_file(&weights_path)
+                .map_err(|e| TrainError::Record {
+                    path: weights_path.clone(),
+                    message: e.to_string(),
+                })
+        },
+    )?;
     let init = InitRecord {
         run: source.to_path_buf(),
         model: None,
@@ -812,15 +873,29 @@ fn warm_start_from_model(
         None => None,
     };
 
+    let depth = training
+        .get("depth")
+        .map(|v| {
+            v.as_u64().filter(|&d| d >= 1).ok_or_else(|| {
+                refuse(format!(
+                    "its training 'depth' is {v}; expected a count from 1"
+                ))
+            })
+        })
+        .transpose()?
+        .unwrap_or(1) as usize;
+
     let onnx_path = ModelCard::onnx_path(&card_path);
     let bytes = std::fs::read(&onnx_path).map_err(TrainError::io(&onnx_path))?;
-    let model = models::onnx_weights::load_onnx_weights(
-        model,
-        arch,
-        spec,
-        &bytes,
-        &onnx_path.display().to_string(),
-    )?;
+    let model = load_deepening(model, arch, spec, depth, refuse, |model, source_spec| {
+        models::onnx_weights::load_onnx_weights(
+            model,
+            arch,
+            source_spec,
+            &bytes,
+            &onnx_path.display().to_string(),
+        )
+    })?;
     let init = InitRecord {
         run: card_path.clone(),
         model: Some(format!("{} {}", card.name, card.version)),

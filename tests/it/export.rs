@@ -57,13 +57,14 @@ fn options() -> RuntimeOptions {
 
 /// `arch` at `width`, its weights drawn from `seed`, after two training-mode forward passes
 /// (BatchNorm layers move their running statistics off 0 and 1), as a `.valid()` copy.
-fn model_under_test(arch: &str, width: f64, seed: u64) -> (ModelSpec, Model) {
+fn model_under_test(arch: &str, width: f64, depth: usize, seed: u64) -> (ModelSpec, Model) {
     let spec = ModelSpec {
         num_classes: CLASSES,
         rows: ROWS,
         window_len: LEN,
         dropout: 0.3,
         width,
+        depth,
     };
     let device = Device::flex().autodiff();
     device.seed(seed);
@@ -184,14 +185,14 @@ fn parity_card(name: &str) -> Value {
 }
 
 /// Exports `arch` and checks (a), (b), (c) (see the module documentation).
-fn check_parity(arch: &str, width: f64, seed: u64) {
+fn check_parity(arch: &str, width: f64, depth: usize, seed: u64) {
     let Some(py) = common::onnx_python() else {
         return;
     };
     if !common::runtime_available() {
         return;
     }
-    let (spec, model) = model_under_test(arch, width, seed);
+    let (spec, model) = model_under_test(arch, width, depth, seed);
     if let Model::ResNet1d(m) = &model {
         // The export must carry the running statistics, so they must differ from the initial
         // mean 0 / variance 1 for the comparison to show it does.
@@ -296,7 +297,7 @@ fn check_parity(arch: &str, width: f64, seed: u64) {
     }
     let bytes = std::fs::metadata(&onnx).map(|m| m.len()).unwrap_or(0);
     println!(
-        "parity {arch} (width {width}, {bytes} bytes): onnx.checker full check ok; max |Δ| \
+        "parity {arch} (width {width}, depth {depth}, {bytes} bytes): onnx.checker full check ok; max |Δ| \
          onnxruntime(Python) vs burn {worst_py:.2e}, ort(infer::Model) vs burn {worst_ort:.2e} \
          (tolerance {TOL:e})"
     );
@@ -304,27 +305,32 @@ fn check_parity(arch: &str, width: f64, seed: u64) {
 
 #[test]
 fn vtcnn2_export_matches_burn() {
-    check_parity("vtcnn2", 0.05, 11);
+    check_parity("vtcnn2", 0.05, 1, 11);
 }
 
 #[test]
 fn resnet1d_export_matches_burn() {
-    check_parity("resnet1d", 0.25, 15);
+    check_parity("resnet1d", 0.25, 1, 15);
+}
+
+#[test]
+fn resnet1d_with_two_blocks_per_stage_export_matches_burn() {
+    check_parity("resnet1d", 0.25, 2, 16);
 }
 
 #[test]
 fn cldnn_export_matches_burn() {
-    check_parity("cldnn", 0.1, 12);
+    check_parity("cldnn", 0.1, 1, 12);
 }
 
 #[test]
 fn gru2_export_matches_burn() {
-    check_parity("gru2", 0.1, 13);
+    check_parity("gru2", 0.1, 1, 13);
 }
 
 #[test]
 fn transformer_export_matches_burn() {
-    check_parity("transformer", 0.25, 14);
+    check_parity("transformer", 0.25, 1, 14);
 }
 
 #[test]

@@ -555,6 +555,43 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     wider.init_from = Some(card_path.clone());
     let err = refused(wider, "wider");
     assert!(err.contains("--width 0.25"), "{err}");
+
+    // A deeper resnet1d starts from the exported one: the added residual blocks begin as the
+    // identity, so the frozen deeper run scores what the frozen run of the same depth did.
+    let mut deeper = small_config(&data, 1);
+    deeper.lr = 1e-9;
+    deeper.depth = 3;
+    deeper.init_from = Some(card_path.clone());
+    let deep = tmp.path().join("deep");
+    let deep_report = fit(&deeper, &deep, FitOptions::default(), &mut |_| {}).unwrap();
+    let (same, deepened) = (&report.history[0], &deep_report.history[0]);
+    assert_eq!(same.val_acc, deepened.val_acc);
+    assert!(
+        (same.val_loss - deepened.val_loss).abs() < 1e-4,
+        "depth 1: val loss {}, deepened to 3: {}",
+        same.val_loss,
+        deepened.val_loss
+    );
+    export(&deep, &models.join("deep"), "deep");
+    let deep_card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("deep.json")).unwrap()).unwrap();
+    assert_eq!(deep_card["training"]["depth"].as_u64(), Some(3));
+    let command = deep_card["training"]["command"].as_str().unwrap();
+    assert!(command.contains("--depth 3"), "{command}");
+    // ... and is never made shallower again; other architectures have no depth to set.
+    let mut shallower = small_config(&data, 1);
+    shallower.depth = 2;
+    shallower.init_from = Some(models.join("deep.json"));
+    let err = refused(shallower, "shallower");
+    assert!(
+        err.contains("depth 3") && err.contains("never shallower"),
+        "{err}"
+    );
+    let mut deep_gru = small_config(&data, 1);
+    deep_gru.arch = "gru2".into();
+    deep_gru.depth = 2;
+    let err = refused(deep_gru, "deep_gru");
+    assert!(err.contains("depth") && err.contains("'gru2'"), "{err}");
     // A graph that is not the card's architecture's export.
     let broken = tmp.path().join("broken");
     std::fs::create_dir_all(&broken).unwrap();

@@ -54,6 +54,14 @@ pub struct ModelSpec {
     pub dropout: f64,
     /// Scales every layer's filter/unit count (1 = as published).
     pub width: f64,
+    /// Residual blocks per stage of `resnet1d` (1 = as published; the other architectures
+    /// take only 1). Records written before this field existed mean 1.
+    #[serde(default = "one")]
+    pub depth: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Any model of the registry.
@@ -105,6 +113,18 @@ impl Model {
     }
 }
 
+/// `trained`, a model built for a spec of depth `d`, carried into `deeper`, a fresh model of
+/// the same architecture and spec but a depth above `d`; the result computes what `trained`
+/// does (see [`ResNet1d::deepened`]). `None` for any other pair.
+pub fn deepen(trained: Model, deeper: Model) -> Option<Model> {
+    match (trained, deeper) {
+        (Model::ResNet1d(trained), Model::ResNet1d(deeper)) => {
+            trained.deepened(deeper).map(Model::ResNet1d)
+        }
+        _ => None,
+    }
+}
+
 /// Builds architecture `arch` for `spec` with fresh weights on `device`.
 pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
     if !(spec.width.is_finite() && spec.width > 0.0) {
@@ -117,6 +137,16 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
         return Err(TrainError::param(
             "dropout",
             format!("is {}; expected a probability in [0, 1)", spec.dropout),
+        ));
+    }
+    if spec.depth == 0 || (spec.depth != 1 && arch != "resnet1d") {
+        return Err(TrainError::param(
+            "depth",
+            format!(
+                "is {} for '{arch}'; expected 1, or for resnet1d any count of residual blocks \
+                 per stage from 1",
+                spec.depth
+            ),
         ));
     }
     let scaled = |n: usize| ((n as f64 * spec.width).round() as usize).max(1);
@@ -146,6 +176,7 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
                     .with_dropout(spec.dropout)
                     .with_stem_channels(scaled(defaults.stem_channels))
                     .with_stem_stride(defaults.stem_stride)
+                    .with_blocks_per_stage(spec.depth)
                     .with_stage_channels(
                         defaults.stage_channels.iter().map(|&c| scaled(c)).collect(),
                     )

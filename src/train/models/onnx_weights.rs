@@ -281,6 +281,7 @@ mod tests {
             window_len: 32,
             dropout: 0.0,
             width: 0.25,
+            depth: 1,
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! [B, rows, L] ─ stem: Conv1d rows→c0, k7, stride s + BN + ReLU ─ MaxPool 2
-//!   ─ stage s = 0..S: residual block (c_{s-1} → c_s) ─ MaxPool 2 (all but the last stage)
+//!   ─ stage s = 0..S: residual block (c_{s-1} → c_s), then D − 1 blocks (c_s → c_s)
+//!                     ─ MaxPool 2 (all but the last stage)
 //!   ─ global average pool over time ─ dropout ─ Linear c_S → classes (logits)
 //!
 //! residual block: Conv1d k3 + BN + ReLU ─ Conv1d k3 + BN ─ (+ shortcut) ─ ReLU,
@@ -13,6 +14,13 @@
 //!
 //! Every convolution pads to keep its length ("same"), so any window length works; pooling
 //! floors odd lengths. Convolutions feeding a batch-norm carry no bias.
+//!
+//! Depth: `D` residual blocks per stage (`blocks_per_stage`, 1 as in the published layout). A
+//! trained model can be made deeper without changing what it computes ([`ResNet1d::deepened`]):
+//! each added block starts with the last batch-norm of its residual branch at γ = 0, so the
+//! branch adds β = 0 and the block passes its (non-negative, post-ReLU) input through unchanged;
+//! training then grows the branch from zero ("zero-γ" residual initialisation, Goyal et al.
+//! 2017), and since γ has a gradient from the first step it does.
 //!
 //! # Shapes
 //! - input: `[batch, rows, len]`
@@ -50,6 +58,9 @@ pub struct ResNet1dConfig {
     /// Output channels of each residual stage, in order.
     #[config(default = "vec![32, 64, 64, 96]")]
     pub stage_channels: Vec<usize>,
+    /// Residual blocks per stage (at least 1).
+    #[config(default = 1)]
+    pub blocks_per_stage: usize,
     /// Kernel width of the stem convolution (odd).
     #[config(default = 7)]
     pub stem_kernel: usize,
@@ -161,7 +172,11 @@ impl ResidualBlock {
 #[derive(Module, Debug)]
 pub struct ResNet1d {
     pub stem: ConvBn,
+    /// The first block of each stage (it changes the channel count).
     pub stages: Vec<ResidualBlock>,
+    /// The blocks after the first, per stage: `blocks_per_stage − 1` each (none at depth 1, the
+    /// layout older runs and exported models have).
+    pub extra_blocks: Vec<Vec<ResidualBlock>>,
     pub classifier: Linear,
     pool: MaxPool1d,
     dropout: Dropout,
@@ -172,9 +187,15 @@ impl ResNet1dConfig {
     /// Builds the model with freshly initialised weights on `device`.
     pub fn init(&self, device: &Device) -> ResNet1d {
         let mut stages = Vec::with_capacity(self.stage_channels.len());
+        let mut extra_blocks = Vec::with_capacity(self.stage_channels.len());
         let mut channels = self.stem_channels;
         for &out in &self.stage_channels {
             stages.push(ResidualBlock::new(device, channels, out));
+            extra_blocks.push(
+                (1..self.blocks_per_stage.max(1))
+                    .map(|_| ResidualBlock::new(device, out, out))
+                    .collect(),
+            );
             channels = out;
         }
         ResNet1d {
@@ -186,6 +207,7 @@ impl ResNet1dConfig {
                 self.stem_stride,
             ),
             stages,
+            extra_blocks,
             classifier: LinearConfig::new(channels, self.num_classes).init(device),
             pool: MaxPool1dConfig::new(2).init(),
             dropout: DropoutConfig::new(self.dropout).init(),
@@ -206,6 +228,9 @@ impl ResNet1d {
         let last = self.stages.len().saturating_sub(1);
         for (i, stage) in self.stages.iter().enumerate() {
             x = stage.forward(x);
+            for block in self.extra_blocks.get(i).into_iter().flatten() {
+                x = block.forward(x);
+            }
             if i < last {
                 x = self.pool.forward(x);
             }
@@ -245,6 +270,9 @@ impl ResNet1d {
         for (i, stage) in self.stages.iter().enumerate() {
             let name = format!("stage{i}");
             x = stage.to_onnx(g, &name, &x)?;
+            for (j, block) in self.extra_blocks.get(i).into_iter().flatten().enumerate() {
+                x = block.to_onnx(g, &format!("{name}.block{}", j + 1), &x)?;
+            }
             if i < last {
                 x = ops::max_pool(g, &format!("{name}.pool"), &x, &pool)?;
             }
@@ -257,6 +285,70 @@ impl ResNet1d {
             &x,
             &onnx_layers::linear(&self.classifier, "classifier")?,
         )
+    }
+}
+
+impl ResNet1d {
+    /// Residual blocks in each stage.
+    pub fn blocks_per_stage(&self) -> usize {
+        1 + self.extra_blocks.first().map_or(0, Vec::len)
+    }
+
+    /// This trained model carried into `deeper`, a fresh model of the same layout with more
+    /// blocks per stage: every layer of `self` replaces its counterpart, and each block `deeper`
+    /// adds keeps its fresh weights but starts as the identity (γ = 0 in the last batch-norm
+    /// of its residual branch; see the module documentation), so the result computes what `self`
+    /// does. `None` when `deeper` has another stage layout or fewer blocks per stage.
+    pub fn deepened(self, deeper: ResNet1d) -> Option<ResNet1d> {
+        let stages_match = self.stages.len() == deeper.stages.len()
+            && self.extra_blocks.len() == deeper.extra_blocks.len()
+            && self
+                .extra_blocks
+                .iter()
+                .zip(&deeper.extra_blocks)
+                .all(|(ours, theirs)| ours.len() <= theirs.len());
+        if !stages_match {
+            return None;
+        }
+        let ResNet1d {
+            stem,
+            stages,
+            extra_blocks,
+            classifier,
+            ..
+        } = self;
+        let extra_blocks = extra_blocks
+            .into_iter()
+            .zip(deeper.extra_blocks)
+            .map(|(trained, fresh)| {
+                let kept = trained.len();
+                trained
+                    .into_iter()
+                    .chain(
+                        fresh
+                            .into_iter()
+                            .skip(kept)
+                            .map(ResidualBlock::into_identity),
+                    )
+                    .collect()
+            })
+            .collect();
+        Some(ResNet1d {
+            stem,
+            stages,
+            extra_blocks,
+            classifier,
+            ..deeper
+        })
+    }
+}
+
+impl ResidualBlock {
+    /// The block with γ = 0 in the last batch-norm of its residual branch: for a channel-keeping
+    /// block (no projection) fed a non-negative input, the identity.
+    fn into_identity(mut self) -> Self {
+        self.second.bn.gamma = self.second.bn.gamma.map(|gamma| gamma.zeros_like());
+        self
     }
 }
 
@@ -284,5 +376,56 @@ mod tests {
         assert_eq!(y.dims(), [2, 5]);
         assert!(model.stages[0].shortcut.is_none());
         assert!(model.stages[1].shortcut.is_some());
+    }
+
+    #[test]
+    fn a_deepened_resnet1d_computes_what_the_shallow_one_did_until_trained() {
+        let device = Device::flex();
+        let config = ResNet1dConfig::new(4)
+            .with_stem_channels(6)
+            .with_stage_channels(vec![6, 8, 8]);
+        device.seed(3);
+        let shallow = config.init(&device);
+        let deeper = config.clone().with_blocks_per_stage(3).init(&device);
+        assert_eq!(deeper.blocks_per_stage(), 3);
+        let x = Tensor::<3>::random(
+            [5, 2, 64],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let before = shallow.forward(x.clone());
+        let fresh = deeper.forward(x.clone());
+        let deepened = shallow
+            .deepened(deeper)
+            .expect("same stage layout, more blocks");
+        assert_eq!(deepened.blocks_per_stage(), 3);
+        let after = deepened.forward(x);
+        let largest_difference = |a: Tensor<2>, b: Tensor<2>| -> f32 {
+            let a = a.into_data().try_to_vec::<f32>().unwrap();
+            let b = b.into_data().try_to_vec::<f32>().unwrap();
+            a.iter()
+                .zip(&b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
+        };
+        assert!(largest_difference(before.clone(), after) < 1e-5);
+        // The fresh deeper model itself computes something else: the identity comes from the
+        // zero γ, not from the layout.
+        assert!(largest_difference(before, fresh) > 1e-3);
+    }
+
+    #[test]
+    fn a_resnet1d_is_not_deepened_into_fewer_blocks_or_other_stages() {
+        let device = Device::flex();
+        let config = ResNet1dConfig::new(3)
+            .with_stem_channels(4)
+            .with_stage_channels(vec![4, 6]);
+        let two = config.clone().with_blocks_per_stage(2).init(&device);
+        assert!(two.deepened(config.init(&device)).is_none());
+        let other_stages = config
+            .clone()
+            .with_stage_channels(vec![4, 6, 6])
+            .init(&device);
+        assert!(config.init(&device).deepened(other_stages).is_none());
     }
 }
