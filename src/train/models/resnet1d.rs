@@ -347,7 +347,13 @@ impl ResidualBlock {
     /// The block with γ = 0 in the last batch-norm of its residual branch: for a channel-keeping
     /// block (no projection) fed a non-negative input, the identity.
     fn into_identity(mut self) -> Self {
-        self.second.bn.gamma = self.second.bn.gamma.map(|gamma| gamma.zeros_like());
+        // A mapped value is a new tensor: mark it trainable again, or γ would stay 0 for good.
+        self.second.bn.gamma = self
+            .second
+            .bn
+            .gamma
+            .map(|gamma| gamma.zeros_like())
+            .set_require_grad(true);
         self
     }
 }
@@ -412,6 +418,38 @@ mod tests {
         // The fresh deeper model itself computes something else: the identity comes from the
         // zero γ, not from the layout.
         assert!(largest_difference(before, fresh) > 1e-3);
+    }
+
+    #[test]
+    fn the_blocks_a_deepened_resnet1d_gains_are_trained() {
+        let device = Device::flex().autodiff();
+        let config = ResNet1dConfig::new(3)
+            .with_stem_channels(4)
+            .with_stage_channels(vec![4, 6]);
+        device.seed(5);
+        let deepened = config
+            .init(&device)
+            .deepened(config.clone().with_blocks_per_stage(2).init(&device))
+            .unwrap();
+        let x = Tensor::<3>::random(
+            [4, 2, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let grads = deepened.forward(x).powi_scalar(2).sum().backward();
+        for (stage, blocks) in deepened.extra_blocks.iter().enumerate() {
+            let gamma = &blocks[0].second.bn.gamma;
+            let grad: Vec<f32> = gamma
+                .grad(&grads)
+                .unwrap_or_else(|| panic!("stage {stage}: the added block's γ has no gradient"))
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            assert!(
+                grad.iter().any(|g| g.abs() > 0.0),
+                "stage {stage}: the added block's γ gradient is all 0"
+            );
+        }
     }
 
     #[test]
