@@ -78,7 +78,7 @@ pub struct TrainConfig {
     pub width: f64,
     /// Residual blocks per stage (resnet1d; 1 = as published). Configs written before this
     /// field existed mean 1.
-    #[serde(default = "one")]
+    #[serde(default = "models::default_depth")]
     pub depth: usize,
     /// Epochs without a lower validation loss before training stops.
     pub patience: usize,
@@ -571,10 +571,6 @@ pub fn fit(
         best_val_loss: state.best_val_loss,
         stopped_early: state.stopped_early,
     })
-}
-
-fn one() -> usize {
-    1
 }
 
 /// Fills `model` (built for `spec`) from a source of depth `source_depth`: `load` fills a model

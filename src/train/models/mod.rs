@@ -56,11 +56,12 @@ pub struct ModelSpec {
     pub width: f64,
     /// Residual blocks per stage of `resnet1d` (1 = as published; the other architectures
     /// take only 1). Records written before this field existed mean 1.
-    #[serde(default = "one")]
+    #[serde(default = "default_depth")]
     pub depth: usize,
 }
 
-fn one() -> usize {
+/// What records written before `depth` existed mean: the published layouts.
+pub fn default_depth() -> usize {
     1
 }
 

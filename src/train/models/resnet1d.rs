@@ -298,9 +298,16 @@ impl ResNet1d {
     /// blocks per stage: every layer of `self` replaces its counterpart, and each block `deeper`
     /// adds keeps its fresh weights but starts as the identity (γ = 0 in the last batch-norm
     /// of its residual branch; see the module documentation), so the result computes what `self`
-    /// does. `None` when `deeper` has another stage layout or fewer blocks per stage.
+    /// does. `None` when `deeper` has other stages or channel counts, or fewer blocks per stage.
     pub fn deepened(self, deeper: ResNet1d) -> Option<ResNet1d> {
-        let stages_match = self.stages.len() == deeper.stages.len()
+        let same_layer = |a: &ConvBn, b: &ConvBn| a.conv.weight.dims() == b.conv.weight.dims();
+        let stages_match = same_layer(&self.stem, &deeper.stem)
+            && self.stages.len() == deeper.stages.len()
+            && self
+                .stages
+                .iter()
+                .zip(&deeper.stages)
+                .all(|(ours, theirs)| same_layer(&ours.second, &theirs.second))
             && self.extra_blocks.len() == deeper.extra_blocks.len()
             && self
                 .extra_blocks
@@ -465,5 +472,11 @@ mod tests {
             .with_stage_channels(vec![4, 6, 6])
             .init(&device);
         assert!(config.init(&device).deepened(other_stages).is_none());
+        let other_widths = config
+            .clone()
+            .with_stage_channels(vec![4, 8])
+            .with_blocks_per_stage(2)
+            .init(&device);
+        assert!(config.init(&device).deepened(other_widths).is_none());
     }
 }
