@@ -77,6 +77,7 @@ fn train_rate(arch: &str, plan: &Plan) -> f64 {
         dropout: 0.5,
         width: 1.0,
         depth: 1,
+        amplitude_rows: false,
     };
     let device = Device::flex().autodiff();
     device.seed(1);

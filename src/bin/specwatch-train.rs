@@ -153,6 +153,11 @@ struct TrainArgs {
     /// model of fewer blocks is carried over and each added block starts as the identity.
     #[arg(long)]
     depth: Option<usize>,
+    /// resnet1d: also give the stem each channel's amplitude √(I²+Q²), computed inside the model
+    /// from the I/Q rows (iq input only). With --init-from, a model without them is carried
+    /// over with the stem's weights for them at 0.
+    #[arg(long)]
+    amplitude_rows: bool,
     /// Epochs without a lower validation loss before stopping [default: 5].
     #[arg(long)]
     patience: Option<usize>,
@@ -171,7 +176,7 @@ struct TrainArgs {
     /// Start from the best weights of this earlier run folder, or from this exported model
     /// (models/NAME.json; its weights are read back from NAME.onnx), instead of a random
     /// initialisation. Same architecture, width, input and classes (a resnet1d may gain
-    /// depth); optimiser and schedule start afresh.
+    /// depth and amplitude rows); optimiser and schedule start afresh.
     #[arg(long, value_name = "RUN_DIR|MODEL.json")]
     init_from: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (up to --epochs in total).
@@ -412,6 +417,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--dropout", args.dropout.is_some()),
             ("--width", args.width.is_some()),
             ("--depth", args.depth.is_some()),
+            ("--amplitude-rows", args.amplitude_rows),
             ("--seed", args.seed.is_some()),
             ("--max-windows", args.max_windows.is_some()),
             ("--normalization", args.normalization.is_some()),
@@ -475,6 +481,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         if let Some(v) = args.depth {
             config.depth = v;
         }
+        config.amplitude_rows = args.amplitude_rows;
         if let Some(v) = args.seed {
             config.seed = v;
         }

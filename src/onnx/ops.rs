@@ -621,6 +621,23 @@ pub fn mul(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
     g.op("Mul", &[a, b], vec![], &format!("{a}.mul"))
 }
 
+/// `[N, 2C, L]` I/Q rows → `[N, 3C, L]`: the rows, then each channel's amplitude `√(I² + Q²)`,
+/// as `Mul` (squares), `Reshape` to `[N, C, 2, L]`, `ReduceSum` over the pair, `Sqrt` and
+/// `Concat` along the rows.
+pub fn append_amplitude_rows(g: &mut GraphBuilder, x: &str, channels: usize) -> Result<String> {
+    let squares = g.op("Mul", &[x, x], vec![], &format!("{x}.squares"))?;
+    let pairs = reshape(g, &squares, &[0, channels as i64, 2, -1])?;
+    let axes = g.constant_i64(&format!("{x}.pair_axis"), &[2], &[1])?;
+    let power = g.op(
+        "ReduceSum",
+        &[&pairs, &axes],
+        vec![AttributeProto::int("keepdims", 0)],
+        &format!("{x}.power"),
+    )?;
+    let amplitude = g.op("Sqrt", &[&power], vec![], &format!("{x}.amplitude"))?;
+    concat(g, &[x, &amplitude], 1)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Recurrent layers
 // ---------------------------------------------------------------------------------------------

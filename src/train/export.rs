@@ -167,6 +167,9 @@ pub fn train_command(config: &TrainConfig) -> String {
         format!("--patience {}", config.patience),
         format!("--seed {}", config.seed),
     ];
+    if config.amplitude_rows {
+        parts.push("--amplitude-rows".to_string());
+    }
     if let Some(n) = config.prep.max_windows {
         parts.push(format!("--max-windows {n}"));
     }
@@ -433,6 +436,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "dropout": t.dropout,
         "width": t.width,
         "depth": t.depth,
+        "amplitude_rows": t.amplitude_rows,
         "seed": t.seed,
         "split": { "train": t.split.train, "val": t.split.val, "test": t.split.test },
         "windows": record.dataset.windows,

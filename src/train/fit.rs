@@ -32,9 +32,10 @@
 //! from its ONNX graph ([`models::onnx_weights`]), and its card supplies what a run folder's
 //! `config.json` would (architecture, width, input, classes, dataset, split, earlier warm starts);
 //! the record then names the model and the SHA-256 of its `.onnx` file. A resnet1d source may
-//! have fewer residual blocks per stage than the run's `depth`: its layers are carried over and
-//! each added block starts as the identity ([`models::deepen`]), so training starts from what
-//! the source computed.
+//! have fewer residual blocks per stage than the run's `depth`, and lack the amplitude rows the
+//! run's model has: its layers are carried over, each added block starts as the identity
+//! ([`models::deepen`]) and the stem's weights for the amplitude rows at 0
+//! ([`models::add_amplitude_rows`]), so training starts from what the source computed.
 
 use std::f64::consts::PI;
 use std::io::Write;
@@ -54,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{PrepOptions, Prepared, Split, SplitFractions, prepare};
 use super::models::{self, Model, ModelSpec};
 use super::{TrainError, read_json, write_json};
+use crate::dsp::repr::Representation;
 
 /// Every hyper-parameter of a run; written to `RUN_DIR/config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +82,10 @@ pub struct TrainConfig {
     /// field existed mean 1.
     #[serde(default = "models::default_depth")]
     pub depth: usize,
+    /// resnet1d: append each channel's amplitude to the I/Q rows inside the model. Configs
+    /// written before this field existed mean `false`.
+    #[serde(default)]
+    pub amplitude_rows: bool,
     /// Epochs without a lower validation loss before training stops.
     pub patience: usize,
     pub seed: u64,
@@ -106,6 +112,7 @@ impl TrainConfig {
             dropout: 0.5,
             width: 1.0,
             depth: 1,
+            amplitude_rows: false,
             patience: 5,
             seed: 1,
             init_from: None,
@@ -156,6 +163,16 @@ impl TrainConfig {
         }
         if self.patience == 0 {
             return Err(TrainError::param("patience", "is 0; expected at least 1"));
+        }
+        if self.amplitude_rows && self.prep.representation != Representation::Iq {
+            return Err(TrainError::param(
+                "amplitude-rows",
+                format!(
+                    "is on with {:?} input; the amplitude is computed from I/Q rows (pass \
+                     --representation iq)",
+                    self.prep.representation
+                ),
+            ));
         }
         Ok(())
     }
@@ -394,6 +411,7 @@ pub fn fit(
         dropout: config.dropout,
         width: config.width,
         depth: config.depth,
+        amplitude_rows: config.amplitude_rows,
     };
     let device = Device::flex().autodiff();
     device.seed(config.seed);
@@ -573,18 +591,31 @@ pub fn fit(
     })
 }
 
-/// Fills `model` (built for `spec`) from a source of depth `source_depth`: `load` fills a model
-/// built for the source's own depth, which a shallower source is then carried into, each added
-/// block starting as the identity ([`models::deepen`]).
-fn load_deepening(
+/// The layout of a warm start's source where it may differ from the run's model: a resnet1d
+/// source may have fewer blocks per stage, and lack the amplitude rows.
+#[derive(Debug, Clone, Copy)]
+struct SourceLayout {
+    depth: usize,
+    amplitude_rows: bool,
+}
+
+/// Fills `model` (built for `spec`) from a source of layout `source`: `load` fills a model built
+/// for the source's own layout, which is then carried into the run's — each added block
+/// starting as the identity ([`models::deepen`]), the amplitude rows' stem weights at 0
+/// ([`models::add_amplitude_rows`]).
+fn load_growing(
     model: Model,
     arch: &str,
     spec: &ModelSpec,
-    source_depth: usize,
+    source: SourceLayout,
     refuse: impl Fn(String) -> TrainError,
     load: impl FnOnce(Model, &ModelSpec) -> Result<Model, TrainError>,
 ) -> Result<Model, TrainError> {
-    if source_depth == spec.depth {
+    let SourceLayout {
+        depth: source_depth,
+        amplitude_rows: source_amplitude,
+    } = source;
+    if source_depth == spec.depth && source_amplitude == spec.amplitude_rows {
         return load(model, spec);
     }
     if source_depth > spec.depth || arch != "resnet1d" {
@@ -594,22 +625,53 @@ fn load_deepening(
             spec.depth
         )));
     }
-    let source_spec = ModelSpec {
-        depth: source_depth,
-        ..*spec
-    };
+    if source_amplitude && !spec.amplitude_rows {
+        return Err(refuse(
+            "its model takes amplitude rows, this run's does not; they can be added, never \
+             removed (pass --amplitude-rows)"
+                .into(),
+        ));
+    }
     let device = model
         .devices()
         .into_iter()
         .next()
         .unwrap_or_else(Device::flex);
-    let shallow = load(models::build(arch, &source_spec, &device)?, &source_spec)?;
-    models::deepen(shallow, model).ok_or_else(|| {
-        refuse(format!(
-            "its depth-{source_depth} {arch} does not fit this run's depth-{} layout",
-            spec.depth
-        ))
-    })
+    let source_spec = ModelSpec {
+        depth: source_depth,
+        amplitude_rows: source_amplitude,
+        ..*spec
+    };
+    let mut grown = load(models::build(arch, &source_spec, &device)?, &source_spec)?;
+    let deeper = source_depth < spec.depth;
+    let wider = !source_amplitude && spec.amplitude_rows;
+    if deeper {
+        // The fresh blocks come from the run's own model unless it still has to gain the
+        // amplitude rows after this step.
+        let target = if wider {
+            let deeper_spec = ModelSpec {
+                depth: spec.depth,
+                ..source_spec
+            };
+            models::build(arch, &deeper_spec, &device)?
+        } else {
+            model.clone()
+        };
+        grown = models::deepen(grown, target).ok_or_else(|| {
+            refuse(format!(
+                "its depth-{source_depth} {arch} does not fit this run's depth-{} layout",
+                spec.depth
+            ))
+        })?;
+    }
+    if wider {
+        grown = models::add_amplitude_rows(grown, model).ok_or_else(|| {
+            refuse(format!(
+                "its {arch} does not fit this run's layout with amplitude rows"
+            ))
+        })?;
+    }
+    Ok(grown)
 }
 
 /// Loads the weights `source` names into `model` after checking that they fit the run `config`
@@ -725,11 +787,15 @@ fn warm_start_from_run(
     let state: CheckpointState = read_json(&state_path)?;
     let weights_path = source.join(BEST_FILE);
     let bytes = std::fs::read(&weights_path).map_err(TrainError::io(&weights_path))?;
-    let model = load_deepening(
+    let source_layout = SourceLayout {
+        depth: record.model.depth,
+        amplitude_rows: record.model.amplitude_rows,
+    };
+    let model = load_growing(
         model,
         &config.arch,
         spec,
-        record.model.depth,
+        source_layout,
         refuse,
         |model, _| {
             model
@@ -881,17 +947,37 @@ fn warm_start_from_model(
         .transpose()?
         .unwrap_or(1) as usize;
 
+    let amplitude_rows = match training.get("amplitude_rows") {
+        None => false,
+        Some(v) => v.as_bool().ok_or_else(|| {
+            refuse(format!(
+                "its training 'amplitude_rows' is {v}; expected true or false"
+            ))
+        })?,
+    };
+    let source_layout = SourceLayout {
+        depth,
+        amplitude_rows,
+    };
+
     let onnx_path = ModelCard::onnx_path(&card_path);
     let bytes = std::fs::read(&onnx_path).map_err(TrainError::io(&onnx_path))?;
-    let model = load_deepening(model, arch, spec, depth, refuse, |model, source_spec| {
-        models::onnx_weights::load_onnx_weights(
-            model,
-            arch,
-            source_spec,
-            &bytes,
-            &onnx_path.display().to_string(),
-        )
-    })?;
+    let model = load_growing(
+        model,
+        arch,
+        spec,
+        source_layout,
+        refuse,
+        |model, source_spec| {
+            models::onnx_weights::load_onnx_weights(
+                model,
+                arch,
+                source_spec,
+                &bytes,
+                &onnx_path.display().to_string(),
+            )
+        },
+    )?;
     let init = InitRecord {
         run: card_path.clone(),
         model: Some(format!("{} {}", card.name, card.version)),

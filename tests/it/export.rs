@@ -57,7 +57,13 @@ fn options() -> RuntimeOptions {
 
 /// `arch` at `width`, its weights drawn from `seed`, after two training-mode forward passes
 /// (BatchNorm layers move their running statistics off 0 and 1), as a `.valid()` copy.
-fn model_under_test(arch: &str, width: f64, depth: usize, seed: u64) -> (ModelSpec, Model) {
+fn model_under_test(
+    arch: &str,
+    width: f64,
+    depth: usize,
+    amplitude_rows: bool,
+    seed: u64,
+) -> (ModelSpec, Model) {
     let spec = ModelSpec {
         num_classes: CLASSES,
         rows: ROWS,
@@ -65,6 +71,7 @@ fn model_under_test(arch: &str, width: f64, depth: usize, seed: u64) -> (ModelSp
         dropout: 0.3,
         width,
         depth,
+        amplitude_rows,
     };
     let device = Device::flex().autodiff();
     device.seed(seed);
@@ -185,14 +192,14 @@ fn parity_card(name: &str) -> Value {
 }
 
 /// Exports `arch` and checks (a), (b), (c) (see the module documentation).
-fn check_parity(arch: &str, width: f64, depth: usize, seed: u64) {
+fn check_parity(arch: &str, width: f64, depth: usize, amplitude_rows: bool, seed: u64) {
     let Some(py) = common::onnx_python() else {
         return;
     };
     if !common::runtime_available() {
         return;
     }
-    let (spec, model) = model_under_test(arch, width, depth, seed);
+    let (spec, model) = model_under_test(arch, width, depth, amplitude_rows, seed);
     if let Model::ResNet1d(m) = &model {
         // The export must carry the running statistics, so they must differ from the initial
         // mean 0 / variance 1 for the comparison to show it does.
@@ -297,7 +304,7 @@ fn check_parity(arch: &str, width: f64, depth: usize, seed: u64) {
     }
     let bytes = std::fs::metadata(&onnx).map(|m| m.len()).unwrap_or(0);
     println!(
-        "parity {arch} (width {width}, depth {depth}, {bytes} bytes): onnx.checker full check ok; max |Δ| \
+        "parity {arch} (width {width}, depth {depth}, amplitude rows {amplitude_rows}, {bytes} bytes): onnx.checker full check ok; max |Δ| \
          onnxruntime(Python) vs burn {worst_py:.2e}, ort(infer::Model) vs burn {worst_ort:.2e} \
          (tolerance {TOL:e})"
     );
@@ -305,32 +312,37 @@ fn check_parity(arch: &str, width: f64, depth: usize, seed: u64) {
 
 #[test]
 fn vtcnn2_export_matches_burn() {
-    check_parity("vtcnn2", 0.05, 1, 11);
+    check_parity("vtcnn2", 0.05, 1, false, 11);
 }
 
 #[test]
 fn resnet1d_export_matches_burn() {
-    check_parity("resnet1d", 0.25, 1, 15);
+    check_parity("resnet1d", 0.25, 1, false, 15);
 }
 
 #[test]
 fn resnet1d_with_two_blocks_per_stage_export_matches_burn() {
-    check_parity("resnet1d", 0.25, 2, 16);
+    check_parity("resnet1d", 0.25, 2, false, 16);
+}
+
+#[test]
+fn resnet1d_with_amplitude_rows_export_matches_burn() {
+    check_parity("resnet1d", 0.25, 1, true, 17);
 }
 
 #[test]
 fn cldnn_export_matches_burn() {
-    check_parity("cldnn", 0.1, 1, 12);
+    check_parity("cldnn", 0.1, 1, false, 12);
 }
 
 #[test]
 fn gru2_export_matches_burn() {
-    check_parity("gru2", 0.1, 1, 13);
+    check_parity("gru2", 0.1, 1, false, 13);
 }
 
 #[test]
 fn transformer_export_matches_burn() {
-    check_parity("transformer", 0.25, 1, 14);
+    check_parity("transformer", 0.25, 1, false, 14);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use sha2::Digest;
 
+use specwatch::dsp::repr::Representation;
 use specwatch::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
 use specwatch::synth::RecipeOptions;
 use specwatch::synth::recipe::Recipe;
@@ -592,6 +593,79 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     deep_gru.depth = 2;
     let err = refused(deep_gru, "deep_gru");
     assert!(err.contains("depth") && err.contains("'gru2'"), "{err}");
+
+    // Amplitude rows are added the same way: the stem's weights for them start at 0, so frozen
+    // runs that gain them — alone, or with two more blocks per stage — score what the frozen
+    // run without them did.
+    for (run, depth) in [("amp", 1), ("amp_deep", 3)] {
+        let mut amplitude = small_config(&data, 1);
+        amplitude.lr = 1e-9;
+        amplitude.depth = depth;
+        amplitude.amplitude_rows = true;
+        amplitude.init_from = Some(card_path.clone());
+        let amp_report = fit(
+            &amplitude,
+            &tmp.path().join(run),
+            FitOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let with_rows = &amp_report.history[0];
+        assert_eq!(same.val_acc, with_rows.val_acc, "{run}");
+        assert!(
+            (same.val_loss - with_rows.val_loss).abs() < 1e-4,
+            "{run}: without amplitude rows val loss {}, with them {}",
+            same.val_loss,
+            with_rows.val_loss
+        );
+    }
+    export(&tmp.path().join("amp"), &models.join("amp"), "amp");
+    let amp_card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("amp.json")).unwrap()).unwrap();
+    assert_eq!(amp_card["training"]["amplitude_rows"].as_bool(), Some(true));
+    let command = amp_card["training"]["command"].as_str().unwrap();
+    assert!(command.contains("--amplitude-rows"), "{command}");
+    // Its weights, amplitude rows' included, are read back from its graph to train on.
+    let mut again = small_config(&data, 1);
+    again.lr = 1e-9;
+    again.amplitude_rows = true;
+    again.init_from = Some(models.join("amp.json"));
+    let again_report = fit(
+        &again,
+        &tmp.path().join("amp_again"),
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        again_report.history[0].val_acc >= MIN_VAL_ACC,
+        "started from the exported model with amplitude rows, the run scored {}",
+        again_report.history[0].val_acc
+    );
+    // ... never taken away; computed from I/Q rows only, and by resnet1d only.
+    let mut without = small_config(&data, 1);
+    without.init_from = Some(models.join("amp.json"));
+    let err = refused(without, "without");
+    assert!(
+        err.contains("amplitude rows") && err.contains("never removed"),
+        "{err}"
+    );
+    let mut amp_phase = small_config(&data, 1);
+    amp_phase.amplitude_rows = true;
+    amp_phase.prep.representation = Representation::AmpPhase;
+    let err = refused(amp_phase, "amp_phase");
+    assert!(
+        err.contains("amplitude-rows") && err.contains("--representation iq"),
+        "{err}"
+    );
+    let mut amp_gru = small_config(&data, 1);
+    amp_gru.arch = "gru2".into();
+    amp_gru.amplitude_rows = true;
+    let err = refused(amp_gru, "amp_gru");
+    assert!(
+        err.contains("amplitude_rows") && err.contains("'gru2'"),
+        "{err}"
+    );
     // A graph that is not the card's architecture's export.
     let broken = tmp.path().join("broken");
     std::fs::create_dir_all(&broken).unwrap();

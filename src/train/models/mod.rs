@@ -58,6 +58,10 @@ pub struct ModelSpec {
     /// take only 1). Records written before this field existed mean 1.
     #[serde(default = "default_depth")]
     pub depth: usize,
+    /// `resnet1d` only: append each channel's amplitude `√(I² + Q²)` to the I/Q rows inside
+    /// the model (see [`resnet1d`]). Records written before this field existed mean `false`.
+    #[serde(default)]
+    pub amplitude_rows: bool,
 }
 
 /// What records written before `depth` existed mean: the published layouts.
@@ -114,6 +118,18 @@ impl Model {
     }
 }
 
+/// `trained`, a resnet1d without amplitude rows, carried into `wider`, a fresh model of the same
+/// spec but with them; the result computes what `trained` does (see
+/// [`ResNet1d::with_amplitude_rows`]). `None` for any other pair.
+pub fn add_amplitude_rows(trained: Model, wider: Model) -> Option<Model> {
+    match (trained, wider) {
+        (Model::ResNet1d(trained), Model::ResNet1d(wider)) => {
+            trained.with_amplitude_rows(wider).map(Model::ResNet1d)
+        }
+        _ => None,
+    }
+}
+
 /// `trained`, a model built for a spec of depth `d`, carried into `deeper`, a fresh model of
 /// the same architecture and spec but a depth above `d`; the result computes what `trained`
 /// does (see [`ResNet1d::deepened`]). `None` for any other pair.
@@ -150,6 +166,16 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
             ),
         ));
     }
+    if spec.amplitude_rows && (arch != "resnet1d" || !spec.rows.is_multiple_of(2)) {
+        return Err(TrainError::param(
+            "amplitude_rows",
+            format!(
+                "is on for '{arch}' with {} input rows; only resnet1d over I/Q rows (an even \
+                 count) takes amplitude rows",
+                spec.rows
+            ),
+        ));
+    }
     let scaled = |n: usize| ((n as f64 * spec.width).round() as usize).max(1);
     match arch {
         "vtcnn2" => Ok(Model::VtCnn2(
@@ -178,6 +204,7 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
                     .with_stem_channels(scaled(defaults.stem_channels))
                     .with_stem_stride(defaults.stem_stride)
                     .with_blocks_per_stage(spec.depth)
+                    .with_amplitude_rows(spec.amplitude_rows)
                     .with_stage_channels(
                         defaults.stage_channels.iter().map(|&c| scaled(c)).collect(),
                     )

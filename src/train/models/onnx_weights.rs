@@ -282,6 +282,7 @@ mod tests {
             dropout: 0.0,
             width: 0.25,
             depth: 1,
+            amplitude_rows: false,
         }
     }
 

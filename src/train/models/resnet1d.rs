@@ -3,7 +3,8 @@
 //! Signal Classification" (2018), sized for real-time CPU inference.
 //!
 //! ```text
-//! [B, rows, L] ─ stem: Conv1d rows→c0, k7, stride s + BN + ReLU ─ MaxPool 2
+//! [B, rows, L] ─ (amplitude rows: append √(I²+Q²) of each channel → [B, rows + rows/2, L])
+//!   ─ stem: Conv1d →c0, k7, stride s + BN + ReLU ─ MaxPool 2
 //!   ─ stage s = 0..S: residual block (c_{s-1} → c_s), then D − 1 blocks (c_s → c_s)
 //!                     ─ MaxPool 2 (all but the last stage)
 //!   ─ global average pool over time ─ dropout ─ Linear c_S → classes (logits)
@@ -22,14 +23,23 @@
 //! training then grows the branch from zero ("zero-γ" residual initialisation, Goyal et al.
 //! 2017), and since γ has a gradient from the first step it does.
 //!
+//! Amplitude rows (`amplitude_rows`, off as published): the model appends each channel's
+//! amplitude `√(I² + Q²)` to its I/Q rows before the stem, so the first convolution sees the
+//! envelope directly — what tells 16-QAM's three amplitude rings from 64-QAM's nine, and what a
+//! stack of ReLU convolutions over I and Q can only approximate. It is part of the graph, not of
+//! the preprocessing: the model still takes unit-RMS I/Q, like every other model of the station.
+//! A trained model gains the rows without changing what it computes ([`ResNet1d::with_amplitude_rows`]):
+//! the stem's weights for them start at 0.
+//!
 //! # Shapes
-//! - input: `[batch, rows, len]`
+//! - input: `[batch, rows, len]` (I/Q rows when `amplitude_rows` is on)
 //! - output: `[batch, num_classes]` logits
 //!
 //! Parameters keep burn's layouts (Conv1d weight `[out, in, k]`, Linear weight `[in, out]`),
 //! which `onnx::ops` takes as they are; [`ResNet1d::to_onnx`] writes the same computation as
 //! ONNX `Conv`, `BatchNormalization` (running statistics), `Relu`, `Add`, `MaxPool`,
-//! `GlobalAveragePool` and `Gemm` nodes.
+//! `GlobalAveragePool` and `Gemm` nodes, and the amplitude rows as `Mul`, `Reshape`,
+//! `ReduceSum`, `Sqrt` and `Concat` ([`ops::append_amplitude_rows`]).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -38,7 +48,7 @@ use burn::nn::pool::{MaxPool1d, MaxPool1dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig1d, Relu,
 };
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::onnx_layers;
 use crate::onnx::ops::{self, PoolOptions};
@@ -70,6 +80,10 @@ pub struct ResNet1dConfig {
     /// Dropout before the classifier.
     #[config(default = 0.3)]
     pub dropout: f64,
+    /// Append each channel's amplitude to the I/Q rows before the stem (`rows` must then be
+    /// I/Q pairs; see the module documentation).
+    #[config(default = false)]
+    pub amplitude_rows: bool,
 }
 
 /// Convolution + batch-norm, the unit every block is made of.
@@ -181,6 +195,9 @@ pub struct ResNet1d {
     pool: MaxPool1d,
     dropout: Dropout,
     relu: Relu,
+    /// Whether the input's amplitude rows are appended before the stem.
+    #[module(skip)]
+    amplitude_rows: bool,
 }
 
 impl ResNet1dConfig {
@@ -198,10 +215,15 @@ impl ResNet1dConfig {
             );
             channels = out;
         }
+        let stem_rows = if self.amplitude_rows {
+            self.rows + self.rows / 2
+        } else {
+            self.rows
+        };
         ResNet1d {
             stem: ConvBn::strided(
                 device,
-                self.rows,
+                stem_rows,
                 self.stem_channels,
                 self.stem_kernel,
                 self.stem_stride,
@@ -212,8 +234,21 @@ impl ResNet1dConfig {
             pool: MaxPool1dConfig::new(2).init(),
             dropout: DropoutConfig::new(self.dropout).init(),
             relu: Relu::new(),
+            amplitude_rows: self.amplitude_rows,
         }
     }
+}
+
+/// `[batch, 2C, len]` I/Q rows → `[batch, 3C, len]`: the rows, then each channel's amplitude
+/// `√(I² + Q²)` (channel order kept).
+fn append_amplitude_rows(x: Tensor<3>) -> Tensor<3> {
+    let [batch, rows, len] = x.dims();
+    let channels = rows / 2;
+    let power: Tensor<4> = (x.clone() * x.clone())
+        .reshape([batch, channels, 2, len])
+        .sum_dim(2); // [batch, C, 1, len]
+    let amplitude: Tensor<3> = power.reshape([batch, channels, len]).sqrt();
+    Tensor::cat(vec![x, amplitude], 1)
 }
 
 impl ResNet1d {
@@ -223,6 +258,11 @@ impl ResNet1d {
     /// - `x`: `[batch, rows, len]`
     /// - returns: `[batch, num_classes]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let x = if self.amplitude_rows {
+            append_amplitude_rows(x) // [batch, rows + rows / 2, len]
+        } else {
+            x
+        };
         let x = self.relu.forward(self.stem.forward(x)); // [batch, stem, len / stride]
         let mut x = self.pool.forward(x); // [batch, stem, len / stride / 2]
         let last = self.stages.len().saturating_sub(1);
@@ -263,7 +303,13 @@ impl ResNet1d {
                 ceil_mode: p.ceil_mode,
             }
         };
-        let x = self.stem.to_onnx(g, "stem", x)?; // [N, stem, len / stride]
+        let x = if self.amplitude_rows {
+            let rows = self.stem.conv.weight.dims()[1] / 3 * 2;
+            ops::append_amplitude_rows(g, x, rows / 2)? // [N, rows + rows / 2, len]
+        } else {
+            x.to_string()
+        };
+        let x = self.stem.to_onnx(g, "stem", &x)?; // [N, stem, len / stride]
         let x = ops::relu(g, &x)?;
         let mut x = ops::max_pool(g, "stem.pool", &x, &pool)?; // [N, stem, len / stride / 2]
         let last = self.stages.len().saturating_sub(1);
@@ -292,6 +338,60 @@ impl ResNet1d {
     /// Residual blocks in each stage.
     pub fn blocks_per_stage(&self) -> usize {
         1 + self.extra_blocks.first().map_or(0, Vec::len)
+    }
+
+    /// Whether the model appends amplitude rows to its input.
+    pub fn amplitude_rows(&self) -> bool {
+        self.amplitude_rows
+    }
+
+    /// This trained model without amplitude rows carried into `wider`, a fresh model of the same
+    /// layout that has them: every layer of `self` replaces its counterpart, and the stem's
+    /// weights for the amplitude rows start at 0, so the result computes what `self` does until
+    /// trained. `None` when `self` already has amplitude rows, `wider` has none, or their layouts
+    /// differ otherwise.
+    pub fn with_amplitude_rows(self, wider: ResNet1d) -> Option<ResNet1d> {
+        let [out, rows, kernel] = self.stem.conv.weight.dims();
+        let [wider_out, wider_rows, wider_kernel] = wider.stem.conv.weight.dims();
+        let fits = !self.amplitude_rows
+            && wider.amplitude_rows
+            && rows.is_multiple_of(2)
+            && (wider_out, wider_rows, wider_kernel) == (out, rows + rows / 2, kernel)
+            && self.stages.len() == wider.stages.len()
+            && self.stages.iter().zip(&wider.stages).all(|(ours, theirs)| {
+                ours.second.conv.weight.dims() == theirs.second.conv.weight.dims()
+            })
+            && self
+                .extra_blocks
+                .iter()
+                .map(Vec::len)
+                .eq(wider.extra_blocks.iter().map(Vec::len));
+        if !fits {
+            return None;
+        }
+        let mut stem = self.stem;
+        // Built from values, so the widened weight is a leaf of its own and can be trained.
+        let trained = stem.conv.weight.val();
+        let device = trained.device();
+        let trained: Vec<f32> = trained.into_data().convert::<f32>().try_to_vec().ok()?;
+        let wider_rows = rows + rows / 2;
+        let mut values = vec![0.0f32; out * wider_rows * kernel];
+        for (o, filter) in trained.chunks_exact(rows * kernel).enumerate() {
+            values[o * wider_rows * kernel..][..rows * kernel].copy_from_slice(filter);
+        }
+        let widened =
+            Tensor::<3>::from_data(TensorData::new(values, [out, wider_rows, kernel]), &device);
+        stem.conv.weight = wider
+            .stem
+            .conv
+            .weight
+            .map(|_| widened)
+            .set_require_grad(true);
+        Some(ResNet1d {
+            stem,
+            amplitude_rows: true,
+            ..self
+        })
     }
 
     /// This trained model carried into `deeper`, a fresh model of the same layout with more
@@ -478,5 +578,110 @@ mod tests {
             .with_blocks_per_stage(2)
             .init(&device);
         assert!(config.init(&device).deepened(other_widths).is_none());
+    }
+
+    #[test]
+    fn amplitude_rows_are_each_channels_envelope_after_its_iq_rows() {
+        let device = Device::flex();
+        // Two channels: (3 + 4j, 0 + 0j) and (1 + 0j, 0 − 2j).
+        let x = Tensor::<3>::from_data(
+            burn::tensor::TensorData::new(
+                vec![3.0f32, 0.0, 4.0, 0.0, 1.0, 0.0, 0.0, -2.0],
+                [1, 4, 2],
+            ),
+            &device,
+        );
+        let rows: Vec<f32> = append_amplitude_rows(x).into_data().try_to_vec().unwrap();
+        assert_eq!(
+            rows,
+            vec![3.0, 0.0, 4.0, 0.0, 1.0, 0.0, 0.0, -2.0, 5.0, 0.0, 1.0, 2.0]
+        );
+        let model = ResNet1dConfig::new(5)
+            .with_rows(4)
+            .with_stem_channels(4)
+            .with_stage_channels(vec![4, 6])
+            .with_amplitude_rows(true)
+            .init(&device);
+        assert_eq!(model.stem.conv.weight.dims(), [4, 6, 7]);
+        let y = model.forward(Tensor::zeros([2, 4, 64], &device));
+        assert_eq!(y.dims(), [2, 5]);
+    }
+
+    #[test]
+    fn a_resnet1d_given_amplitude_rows_computes_what_it_did_until_trained() {
+        let device = Device::flex().autodiff();
+        // No dropout: on an autodiff device the model runs in training mode.
+        let config = ResNet1dConfig::new(4)
+            .with_stem_channels(6)
+            .with_stage_channels(vec![6, 8])
+            .with_blocks_per_stage(2)
+            .with_dropout(0.0);
+        device.seed(7);
+        let plain = config.init(&device);
+        let fresh = config.clone().with_amplitude_rows(true).init(&device);
+        let x = Tensor::<3>::random(
+            [5, 2, 64],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let before: Vec<f32> = plain.forward(x.clone()).into_data().try_to_vec().unwrap();
+        let fresh_out: Vec<f32> = fresh.forward(x.clone()).into_data().try_to_vec().unwrap();
+        let wider = plain
+            .with_amplitude_rows(fresh)
+            .expect("same layout, amplitude rows added");
+        assert!(wider.amplitude_rows());
+        let out = wider.forward(x);
+        let after: Vec<f32> = out.clone().into_data().try_to_vec().unwrap();
+        let largest = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
+        };
+        assert!(largest(&before, &after) < 1e-5);
+        assert!(largest(&before, &fresh_out) > 1e-3);
+        // The zero weights for the amplitude rows train: their gradient is not 0.
+        let grads = out.powi_scalar(2).sum().backward();
+        let grad = wider
+            .stem
+            .conv
+            .weight
+            .grad(&grads)
+            .expect("the widened stem weight has a gradient");
+        let amplitude_part: Vec<f32> = grad
+            .slice([0..6, 2..3, 0..7])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert!(amplitude_part.iter().any(|g| g.abs() > 0.0));
+    }
+
+    #[test]
+    fn amplitude_rows_are_added_once_and_only_to_the_same_layout() {
+        let device = Device::flex();
+        let config = ResNet1dConfig::new(3)
+            .with_stem_channels(4)
+            .with_stage_channels(vec![4, 6]);
+        let with = config.clone().with_amplitude_rows(true);
+        assert!(
+            with.init(&device)
+                .with_amplitude_rows(with.init(&device))
+                .is_none()
+        );
+        assert!(
+            config
+                .init(&device)
+                .with_amplitude_rows(config.init(&device))
+                .is_none()
+        );
+        let deeper = with.clone().with_blocks_per_stage(2).init(&device);
+        assert!(config.init(&device).with_amplitude_rows(deeper).is_none());
+        let other_widths = with.with_stage_channels(vec![4, 8]).init(&device);
+        assert!(
+            config
+                .init(&device)
+                .with_amplitude_rows(other_widths)
+                .is_none()
+        );
     }
 }
