@@ -304,8 +304,9 @@ impl ResNet1d {
             }
         };
         let x = if self.amplitude_rows {
-            let rows = self.stem.conv.weight.dims()[1] / 3 * 2;
-            ops::append_amplitude_rows(g, x, rows / 2)? // [N, rows + rows / 2, len]
+            // The stem reads 3 rows per channel: I, Q and the amplitude.
+            let channels = self.stem.conv.weight.dims()[1] / 3;
+            ops::append_amplitude_rows(g, x, channels)? // [N, rows + rows / 2, len]
         } else {
             x.to_string()
         };
