@@ -51,6 +51,38 @@ enum Command {
     /// and the confusion matrix (classes matched by name).
     #[cfg(feature = "train")]
     Eval(EvalArgs),
+    /// Compose a base classifier and a specialist in some of its classes into one model whose
+    /// graph runs both: the base's probability of those classes split by both models' opinions.
+    #[cfg(feature = "train")]
+    Compose(ComposeArgs),
+}
+
+#[cfg(feature = "train")]
+#[derive(clap::Args)]
+struct ComposeArgs {
+    /// The base model's card (models/NAME.json): all classes.
+    #[arg(long)]
+    base: PathBuf,
+    /// The specialist's card: two or more of the base's classes, matched by name.
+    #[arg(long)]
+    specialist: PathBuf,
+    /// Destination stem: models/NAME writes models/NAME.onnx and models/NAME.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Model name in the card [default: the file name of --out].
+    #[arg(long)]
+    name: Option<String>,
+    /// Model version in the card.
+    #[arg(long, default_value = "0.1.0")]
+    version: String,
+    /// A freshly generated dataset folder, on which neither model was trained, to measure the
+    /// composed model on (its figures go into the card).
+    #[arg(long)]
+    data: PathBuf,
+    /// The ONNX Runtime library (libonnxruntime.so*) [default: ORT_DYLIB_PATH or well-known
+    /// places].
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
 }
 
 #[cfg(feature = "train")]
@@ -201,6 +233,10 @@ struct GenArgs {
     /// SNR grid in dB as MIN:MAX:STEP, both ends included (default: the recipe's).
     #[arg(long, allow_hyphen_values = true)]
     snr: Option<String>,
+    /// Only these of the recipe's classes, comma-separated (e.g. QAM16,QAM64 for a specialist
+    /// between the two); they keep the recipe's order.
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<String>>,
     /// Seed; the same seed, recipe and options give the same data on any machine.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -295,6 +331,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export(args),
         #[cfg(feature = "train")]
         Command::Eval(args) => eval(args),
+        #[cfg(feature = "train")]
+        Command::Compose(args) => compose(args),
     }
 }
 
@@ -334,7 +372,10 @@ fn generate(args: GenArgs) -> anyhow::Result<()> {
         iq_imbalance: args.iq_imbalance,
         random_gain: args.random_gain,
     };
-    let recipe = Recipe::by_name(&args.recipe, &options, args.seed)?;
+    let mut recipe = Recipe::by_name(&args.recipe, &options, args.seed)?;
+    if let Some(names) = &args.classes {
+        recipe.keep_classes(names)?;
+    }
     let grid = args.snr.as_deref().map(parse_snr_grid).transpose()?;
     let spec = GenerateSpec::for_recipe(&recipe, args.per_class_snr, grid, args.seed)?;
     let total = spec.total(recipe.classes.len());
@@ -574,6 +615,60 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+#[cfg(feature = "train")]
+fn compose(args: ComposeArgs) -> anyhow::Result<()> {
+    use specwatch::train::compose::{ComposeOptions, compose};
+
+    let command: Vec<String> = std::iter::once("specwatch-train".to_string())
+        .chain(std::env::args().skip(1))
+        .collect();
+    let options = ComposeOptions {
+        base: args.base.clone(),
+        specialist: args.specialist.clone(),
+        out: args.out,
+        name: args.name,
+        version: args.version,
+        data: args.data,
+        runtime: specwatch::infer::RuntimeOptions {
+            library: args.ort_library,
+            ..Default::default()
+        },
+        command: Some(command.join(" ")),
+    };
+    let report = compose(&options).with_context(|| {
+        format!(
+            "composing {} with the specialist {}",
+            args.base.display(),
+            args.specialist.display()
+        )
+    })?;
+    println!(
+        "wrote {} and {}",
+        report.onnx_path.display(),
+        report.card_path.display()
+    );
+    let m = &report.card.metrics;
+    let figure = |key: &str| m.get(key).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    println!(
+        "{}: {} windows, accuracy {:.2}%, mean over SNR {:.2}% (ONNX Runtime); composed vs \
+         components max |logit diff| {:.2e}",
+        options.data.display(),
+        m.get("windows").and_then(|v| v.as_u64()).unwrap_or(0),
+        100.0 * figure("accuracy"),
+        100.0 * figure("mean_accuracy_over_snr"),
+        report.parity_max_abs
+    );
+    if let Some(by_snr) = m.get("accuracy_by_snr_db").and_then(|v| v.as_object()) {
+        for (snr, acc) in by_snr {
+            println!(
+                "  {snr:>6} dB: {:>6.2}%",
+                100.0 * acc.as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(feature = "train")]
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     use specwatch::infer::RuntimeOptions;

@@ -464,6 +464,123 @@ impl GraphBuilder {
         Ok(name)
     }
 
+    /// Copies a whole model's graph into this one under `prefix`: each of its initializers,
+    /// nodes and node outputs is renamed `prefix/NAME`, and its graph inputs read the values
+    /// of this graph that `inputs` maps them to (`(embedded input, value here)`). Returns the
+    /// names here of the embedded graph's outputs, in its order.
+    ///
+    /// Only what this writer itself produces is taken: default-domain nodes whose attributes
+    /// hold plain values (a sub-graph attribute would not survive the copy, so it is refused).
+    pub fn embed(
+        &mut self,
+        prefix: &str,
+        graph: &GraphProto,
+        inputs: &[(&str, &str)],
+    ) -> Result<Vec<String>> {
+        let what =
+            |problem: String| format!("embedding graph '{}' as '{prefix}': {problem}", graph.name);
+        let mut renamed: HashMap<String, String> = HashMap::new();
+        let initialized: HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        for input in graph
+            .input
+            .iter()
+            .filter(|i| !initialized.contains(i.name.as_str()))
+        {
+            let Some((_, here)) = inputs.iter().find(|(name, _)| *name == input.name) else {
+                return Err(self.graph_err(what(format!(
+                    "its input '{}' is not connected to a value of this graph",
+                    input.name
+                ))));
+            };
+            if !self.defined.contains(*here) {
+                return Err(self.graph_err(what(format!(
+                    "its input '{}' is to read '{here}', which this graph does not define",
+                    input.name
+                ))));
+            }
+            renamed.insert(input.name.clone(), here.to_string());
+        }
+        for tensor in &graph.initializer {
+            let name = format!("{prefix}/{}", tensor.name);
+            self.define(&name)?;
+            renamed.insert(tensor.name.clone(), name.clone());
+            self.initializers.push(TensorProto {
+                name,
+                ..tensor.clone()
+            });
+        }
+        const PLAIN: [AttributeType; 8] = [
+            AttributeType::Float,
+            AttributeType::Int,
+            AttributeType::String,
+            AttributeType::Tensor,
+            AttributeType::Floats,
+            AttributeType::Ints,
+            AttributeType::Strings,
+            AttributeType::Tensors,
+        ];
+        for node in &graph.node {
+            if !node.domain.is_empty() {
+                return Err(self.graph_err(what(format!(
+                    "node '{}' ({}) is of domain '{}'; only the default ONNX domain is taken",
+                    node.name, node.op_type, node.domain
+                ))));
+            }
+            if let Some(a) = node
+                .attribute
+                .iter()
+                .find(|a| !PLAIN.iter().any(|t| *t as i32 == a.r#type))
+            {
+                return Err(self.graph_err(what(format!(
+                    "node '{}' ({}) has attribute '{}' of type {}, which is not a plain value \
+                     (sub-graphs and sparse tensors are not copied)",
+                    node.name, node.op_type, a.name, a.r#type
+                ))));
+            }
+            let mut input = Vec::with_capacity(node.input.len());
+            for i in &node.input {
+                if i.is_empty() {
+                    input.push(String::new());
+                    continue;
+                }
+                let Some(here) = renamed.get(i) else {
+                    return Err(self.graph_err(what(format!(
+                        "node '{}' ({}) reads '{i}', which no input, initializer or earlier node \
+                         of that graph defines",
+                        node.name, node.op_type
+                    ))));
+                };
+                input.push(here.clone());
+            }
+            let mut output = Vec::with_capacity(node.output.len());
+            for o in &node.output {
+                let name = format!("{prefix}/{o}");
+                self.define(&name)?;
+                renamed.insert(o.clone(), name.clone());
+                output.push(name);
+            }
+            self.nodes.push(NodeProto {
+                input,
+                output,
+                name: format!("{prefix}/{}", node.name),
+                ..node.clone()
+            });
+        }
+        graph
+            .output
+            .iter()
+            .map(|o| {
+                renamed.get(&o.name).cloned().ok_or_else(|| {
+                    self.graph_err(what(format!(
+                        "its output '{}' is produced by no node, input or initializer",
+                        o.name
+                    )))
+                })
+            })
+            .collect()
+    }
+
     /// The model: IR [`IR_VERSION`], opset [`OPSET`], producer `specwatch`. Fails when the graph
     /// has no input or no output.
     pub fn build(&self) -> Result<ModelProto> {
@@ -568,6 +685,56 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("'a'"), "{err}");
         assert!(g.output("y", &[]).is_err());
+    }
+
+    /// A one-node model graph `y = Relu(x)`, input `x`.
+    fn relu_graph() -> GraphProto {
+        let mut g = GraphBuilder::new("inner");
+        let x = g.input("x", &[Dim::batch(), Dim::from(2)]).unwrap();
+        let w = g.initializer_f32("w", &[1.0, 2.0], &[2]).unwrap();
+        let m = g.op("Mul", &[&x, &w], vec![], "m").unwrap();
+        let y = g.op("Relu", &[&m], vec![], "y").unwrap();
+        g.output(&y, &[Dim::batch(), Dim::from(2)]).unwrap();
+        g.build().unwrap().graph.unwrap()
+    }
+
+    #[test]
+    fn embedding_renames_a_graph_under_its_prefix_and_connects_its_input() {
+        let inner = relu_graph();
+        let mut g = GraphBuilder::new("outer");
+        let x = g.input("iq", &[Dim::batch(), Dim::from(2)]).unwrap();
+        let a = g.embed("a", &inner, &[("x", &x)]).unwrap();
+        let b = g.embed("b", &inner, &[("x", &x)]).unwrap();
+        assert_eq!((a, b), (vec!["a/y".to_string()], vec!["b/y".to_string()]));
+        let s = g.op("Add", &["a/y", "b/y"], vec![], "s").unwrap();
+        g.output(&s, &[Dim::batch(), Dim::from(2)]).unwrap();
+        let graph = g.build().unwrap().graph.unwrap();
+        assert_eq!(graph.node.len(), 5);
+        assert_eq!(graph.node[0].input, ["iq", "a/w"]);
+        assert_eq!(graph.node[1].name, "a/y/Relu");
+        assert_eq!(graph.initializer.len(), 2);
+        // The same prefix twice would define its values twice.
+        let err = g.embed("a", &inner, &[("x", &x)]).unwrap_err();
+        assert!(err.to_string().contains("defined twice"), "{err}");
+    }
+
+    #[test]
+    fn embedding_refuses_an_unconnected_input_and_a_sub_graph_attribute() {
+        let mut inner = relu_graph();
+        let mut g = GraphBuilder::new("outer");
+        let x = g.input("iq", &[Dim::from(2)]).unwrap();
+        let err = g.embed("a", &inner, &[("z", &x)]).unwrap_err();
+        assert!(
+            err.to_string().contains("input 'x' is not connected"),
+            "{err}"
+        );
+        let err = g.embed("a", &inner, &[("x", "nope")]).unwrap_err();
+        assert!(err.to_string().contains("'nope'"), "{err}");
+        inner.node[1]
+            .attribute
+            .push(AttributeProto::named("body", AttributeType::Graph));
+        let err = g.embed("c", &inner, &[("x", &x)]).unwrap_err();
+        assert!(err.to_string().contains("attribute 'body'"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! - [`proto`]: the ONNX IR subset as prost messages (hand-written, field numbers of
 //!   `onnx.proto3`).
 //! - [`graph`]: [`GraphBuilder`] — inputs/outputs with a symbolic batch axis, initializers, nodes
-//!   with unique names, model metadata, `to_bytes` / `save`.
+//!   with unique names, whole model graphs embedded under a prefix (`embed`), model metadata,
+//!   `to_bytes` / `save`.
 //! - [`ops`]: layer helpers that map framework weights (burn's layouts, and PyTorch's where they
 //!   differ) onto standard operators: convolutions, normalisation, activations, pooling, LSTM,
 //!   GRU, multi-head self-attention.

@@ -104,6 +104,8 @@ pub struct Recipe {
     options: RecipeOptions,
     audio: serde_json::Value,
     notes: Vec<String>,
+    /// The recipe's full class list, when [`keep_classes`](Self::keep_classes) kept a subset.
+    class_subset_of: Option<Vec<String>>,
 }
 
 impl fmt::Debug for Recipe {
@@ -200,7 +202,43 @@ impl Recipe {
             options: options.clone(),
             audio: audio_json,
             notes: spec.notes.iter().map(|n| n.to_string()).collect(),
+            class_subset_of: None,
         })
+    }
+
+    /// Keeps only the named classes (in the recipe's order), for a dataset that teaches one
+    /// distinction, such as a specialist between two classes. Each name must be one of the
+    /// recipe's classes, given once; the recipe's other parameters stay as they are.
+    pub fn keep_classes(&mut self, names: &[String]) -> Result<(), SynthError> {
+        let bad = |problem: String| SynthError::Param {
+            name: "classes",
+            problem,
+        };
+        if names.is_empty() {
+            return Err(bad("is empty; expected at least one class name".into()));
+        }
+        for (k, name) in names.iter().enumerate() {
+            if !self.classes.contains(name) {
+                return Err(bad(format!(
+                    "names '{name}', which recipe '{}' does not have; expected some of {}",
+                    self.name,
+                    self.classes.join(", ")
+                )));
+            }
+            if names[..k].contains(name) {
+                return Err(bad(format!("names '{name}' twice")));
+            }
+        }
+        let all = std::mem::take(&mut self.classes);
+        let modulators = std::mem::take(&mut self.modulators);
+        for (class, modulator) in all.iter().zip(modulators) {
+            if names.contains(class) {
+                self.classes.push(class.clone());
+                self.modulators.push(modulator);
+            }
+        }
+        self.class_subset_of = Some(all);
+        Ok(())
     }
 
     /// Generates one window of class index `class` at `snr_db`, drawing everything from `rng`.
@@ -242,7 +280,7 @@ impl Recipe {
     /// Every setting, for the dataset manifest.
     pub fn params_json(&self) -> serde_json::Value {
         let (lo, hi, step) = self.default_snr_grid_db;
-        serde_json::json!({
+        let mut params = serde_json::json!({
             "recipe": self.name,
             "generator_revision": GENERATOR_REVISION,
             "classes": self.classes,
@@ -264,7 +302,13 @@ impl Recipe {
             "options": self.options,
             "snr_definition": self.snr_definition(),
             "notes": self.notes(),
-        })
+        });
+        // Only a subset adds the key, so the parameters of a full recipe (and the digests of its
+        // datasets) stay as they were.
+        if let Some(all) = &self.class_subset_of {
+            params["class_subset_of"] = serde_json::json!(all);
+        }
+        params
     }
 
     /// The array and source placement, for array recipes.
@@ -420,4 +464,53 @@ fn spec(name: &str) -> Result<Spec, SynthError> {
     let mut spec = spec;
     spec.notes.splice(0..0, COMMON);
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::window_rng;
+
+    fn rml2016a() -> Recipe {
+        Recipe::by_name("rml2016a", &RecipeOptions::default(), 1).unwrap()
+    }
+
+    #[test]
+    fn keeping_classes_keeps_the_recipes_order_and_their_modulators() {
+        let full = rml2016a();
+        let mut pair = rml2016a();
+        pair.keep_classes(&["QPSK".into(), "QAM16".into()]).unwrap();
+        assert_eq!(pair.classes, ["QAM16", "QPSK"]);
+        // A subset class generates what the full recipe generates for it.
+        let qpsk = full.classes.iter().position(|c| c == "QPSK").unwrap();
+        let a = full.generate(&mut window_rng(3, 0), qpsk, 10.0);
+        let b = pair.generate(&mut window_rng(3, 0), 1, 10.0);
+        assert_eq!(a.iq, b.iq);
+        let params = pair.params_json();
+        assert_eq!(params["classes"], serde_json::json!(["QAM16", "QPSK"]));
+        assert_eq!(params["class_subset_of"], serde_json::json!(full.classes));
+        // The full recipe's parameters are as they were (its datasets' digests stay put).
+        assert!(full.params_json().get("class_subset_of").is_none());
+    }
+
+    #[test]
+    fn keeping_unknown_repeated_or_no_classes_is_refused() {
+        let mut r = rml2016a();
+        let err = r.keep_classes(&["QAM32".into()]).unwrap_err().to_string();
+        assert!(
+            err.contains("'classes'") && err.contains("'QAM32'"),
+            "{err}"
+        );
+        let err = r
+            .keep_classes(&["BPSK".into(), "BPSK".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("twice"), "{err}");
+        assert!(r.keep_classes(&[]).is_err());
+        assert_eq!(
+            r.classes.len(),
+            11,
+            "a refused subset leaves the recipe whole"
+        );
+    }
 }

@@ -122,7 +122,7 @@ fn run_err(dir: &Path, problem: impl Into<String>) -> TrainError {
 }
 
 /// `out` without a trailing `.onnx` / `.json`, and the paths of the two files.
-fn destination(out: &Path) -> Result<(PathBuf, PathBuf, String), TrainError> {
+pub(crate) fn destination(out: &Path) -> Result<(PathBuf, PathBuf, String), TrainError> {
     let stem = match out.extension().and_then(|e| e.to_str()) {
         Some("onnx" | "json") => out.with_extension(""),
         _ => out.to_path_buf(),

@@ -845,6 +845,14 @@ fn warm_start_from_model(
     }
     let card = ModelCard::load(&card_path)?;
     let training = &card.training;
+    if training.contains_key("composition") {
+        return Err(refuse(
+            "it is a composed model (a base and a specialist in one graph, made by \
+             `specwatch-train compose`); train one of its components further instead, \
+             --init-from its own card (named in the card's training.base and training.specialist)"
+                .into(),
+        ));
+    }
     let text = |key: &str| training.get(key).and_then(Value::as_str);
     let number = |key: &str| training.get(key).and_then(Value::as_f64);
     let arch = text("arch").ok_or_else(|| {
@@ -999,7 +1007,7 @@ fn max_windows_of_command(command: &str) -> Option<usize> {
     words.next()?.parse().ok()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes)
         .iter()

@@ -13,6 +13,9 @@
 //! - [`eval`]: an exported model (card + ONNX) on a dataset folder through the daemon's
 //!   [`crate::infer::Model`]: accuracy overall, per SNR and per class, the confusion matrix,
 //!   classes matched by name; JSON, a text table and a report folder.
+//! - [`compose`]: a base classifier and a specialist in some of its classes → one model whose
+//!   graph runs both (the base's probability of those classes split by the product of both
+//!   models' opinions), checked against its components and measured on a fresh set.
 //! - [`plot`]: the report's PNG charts (own raster drawing, embedded font).
 //!
 //! ```text
@@ -23,8 +26,10 @@
 //! models/<name>.{json,onnx} ──▶ models::onnx_weights (weights read back) ──▶ fit (--init-from)
 //! models/NAME.{json,onnx} + dataset folder ──▶ eval ──▶ REPORT_DIR/{eval.json, report.md,
 //!                                                       accuracy_vs_snr.png, confusion.png}
+//! models/BASE + SPECIALIST (+ fresh dataset) ──▶ compose ──▶ models/<name>.onnx + .json
 //! ```
 
+pub mod compose;
 pub mod data;
 pub mod eval;
 pub mod export;
@@ -75,6 +80,9 @@ pub enum TrainError {
     /// The exported model could not be loaded or run through ONNX Runtime.
     #[error(transparent)]
     Infer(#[from] crate::infer::InferError),
+    /// Measuring a model on a dataset failed.
+    #[error(transparent)]
+    Eval(#[from] eval::EvalError),
 }
 
 impl TrainError {

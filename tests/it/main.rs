@@ -5,6 +5,8 @@ mod common;
 mod api;
 mod channel;
 mod cli;
+#[cfg(feature = "train")]
+mod compose;
 mod daemon;
 mod dataset;
 mod deploy;
