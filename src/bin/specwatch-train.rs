@@ -659,11 +659,17 @@ fn compose(args: ComposeArgs) -> anyhow::Result<()> {
         report.parity_max_abs
     );
     if let Some(by_snr) = m.get("accuracy_by_snr_db").and_then(|v| v.as_object()) {
-        for (snr, acc) in by_snr {
-            println!(
-                "  {snr:>6} dB: {:>6.2}%",
-                100.0 * acc.as_f64().unwrap_or(f64::NAN)
-            );
+        // The card's keys are text; list them by rising SNR.
+        let mut rows: Vec<(f64, &String, f64)> = by_snr
+            .iter()
+            .map(|(k, v)| {
+                let snr = k.parse().unwrap_or(f64::NAN);
+                (snr, k, v.as_f64().unwrap_or(f64::NAN))
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, snr, acc) in rows {
+            println!("  {snr:>6} dB: {:>6.2}%", 100.0 * acc);
         }
     }
     Ok(())
