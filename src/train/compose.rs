@@ -222,16 +222,7 @@ pub fn combine(l: &[f32], e: &[f32], groups: &[(usize, usize)]) -> Vec<f32> {
 /// the file at fault.
 pub fn compose(options: &ComposeOptions) -> Result<ComposeReport, TrainError> {
     let (onnx_path, card_path, file_name) = super::export::destination(&options.out)?;
-    let name = options.name.clone().unwrap_or(file_name);
-    if name.trim().is_empty() {
-        return Err(TrainError::param("name", "is empty; expected a model name"));
-    }
-    if options.version.trim().is_empty() {
-        return Err(TrainError::param(
-            "version",
-            "is empty; expected e.g. 1.0.0",
-        ));
-    }
+    let name = super::export::model_name(options.name.as_deref(), file_name, &options.version)?;
     let base = Component::load("base", &options.base)?;
     let specialist = Component::load("specialist", &options.specialist)?;
     let groups = check_compatible(&base, &specialist)?;
@@ -276,54 +267,34 @@ pub fn compose(options: &ComposeOptions) -> Result<ComposeReport, TrainError> {
     card.training = training;
 
     // Stage both files beside their destination, check and measure, then move them into place.
-    let dir = onnx_path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-    }
-    let staged = |ext: &str| {
-        let mut s = onnx_path.with_extension("").into_os_string();
-        s.push(".compose-partial");
-        s.push(ext);
-        PathBuf::from(s)
-    };
-    let staged_onnx = staged(".onnx");
-    let staged_card = staged(".json");
-    let cleanup = || {
-        let _ = std::fs::remove_file(&staged_onnx);
-        let _ = std::fs::remove_file(&staged_card);
-    };
-    let result = (|| {
-        graph.save(&staged_onnx)?;
-        super::write_json(&staged_card, &card)?;
-        let parity = parity(&staged_card, &base, &specialist, &groups, options)?;
-        if parity > PARITY_TOLERANCE {
-            return Err(TrainError::param(
-                "base",
-                format!(
-                    "the composed graph's logits differ from its components' combined by up to \
-                     {parity:e} (tolerance {PARITY_TOLERANCE:e}); the composition is wrong"
-                ),
-            ));
-        }
-        let eval_options = EvalOptions {
-            runtime: options.runtime.clone(),
-            ..EvalOptions::default()
-        };
-        let evaluation = evaluate(&staged_card, &options.data, &eval_options, &mut |_, _| {})?;
-        card.metrics = metrics_json(&evaluation, &options.data, &data_digest, parity);
-        super::write_json(&staged_card, &card)?;
-        Served::load(&staged_card, &options.runtime)?;
-        Ok(parity)
-    })();
-    let parity = match result {
-        Ok(p) => p,
-        Err(e) => {
-            cleanup();
-            return Err(e);
-        }
-    };
-    std::fs::rename(&staged_onnx, &onnx_path).map_err(TrainError::io(&onnx_path))?;
-    std::fs::rename(&staged_card, &card_path).map_err(TrainError::io(&card_path))?;
+    let parity = super::export::place_model(
+        &onnx_path,
+        &card_path,
+        "compose",
+        |staged_onnx, staged_card| {
+            graph.save(staged_onnx)?;
+            super::write_json(staged_card, &card)?;
+            let parity = largest_parity_gap(staged_card, &base, &specialist, &groups, options)?;
+            if parity > PARITY_TOLERANCE {
+                return Err(TrainError::param(
+                    "base",
+                    format!(
+                        "the composed graph's logits differ from its components' combined by up \
+                         to {parity:e} (tolerance {PARITY_TOLERANCE:e}); the composition is wrong"
+                    ),
+                ));
+            }
+            let eval_options = EvalOptions {
+                runtime: options.runtime.clone(),
+                ..EvalOptions::default()
+            };
+            let evaluation = evaluate(staged_card, &options.data, &eval_options, &mut |_, _| {})?;
+            card.metrics = metrics_json(&evaluation, &options.data, &data_digest, parity);
+            super::write_json(staged_card, &card)?;
+            Served::load(staged_card, &options.runtime)?;
+            Ok(parity)
+        },
+    )?;
     Ok(ComposeReport {
         onnx_path,
         card_path,
@@ -518,7 +489,7 @@ fn build_graph(
 
 /// Runs the first windows of the measuring set through the composed graph and through both
 /// components; returns the largest |composed − [`combine`]d| logit difference.
-fn parity(
+fn largest_parity_gap(
     composed_card: &Path,
     base: &Component,
     specialist: &Component,

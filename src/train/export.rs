@@ -149,6 +149,26 @@ pub(crate) fn destination(out: &Path) -> Result<(PathBuf, PathBuf, String), Trai
     Ok((with(".onnx"), with(".json"), file_name))
 }
 
+/// The model's name (`name`, else the destination's file name), refusing an empty name or
+/// version.
+pub(crate) fn model_name(
+    name: Option<&str>,
+    file_name: String,
+    version: &str,
+) -> Result<String, TrainError> {
+    let name = name.map_or(file_name, str::to_string);
+    if name.trim().is_empty() {
+        return Err(TrainError::param("name", "is empty; expected a model name"));
+    }
+    if version.trim().is_empty() {
+        return Err(TrainError::param(
+            "version",
+            "is empty; expected e.g. 1.0.0",
+        ));
+    }
+    Ok(name)
+}
+
 /// The `specwatch-train train` command that reproduces `config` (every setting the command line
 /// takes).
 pub fn train_command(config: &TrainConfig) -> String {
@@ -305,16 +325,7 @@ fn burn_logits(
 pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
     let run_dir = &options.run_dir;
     let (onnx_path, card_path, file_name) = destination(&options.out)?;
-    let name = options.name.clone().unwrap_or(file_name);
-    if name.trim().is_empty() {
-        return Err(TrainError::param("name", "is empty; expected a model name"));
-    }
-    if options.version.trim().is_empty() {
-        return Err(TrainError::param(
-            "version",
-            "is empty; expected e.g. 1.0.0",
-        ));
-    }
+    let name = model_name(options.name.as_deref(), file_name, &options.version)?;
     let (record, model) = load_trained(run_dir)?;
     let split_path = run_dir.join(SPLIT_FILE);
     if !split_path.is_file() {
@@ -492,53 +503,32 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
     };
 
     // Stage both files beside their destination, measure, then move them into place.
-    let dir = onnx_path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-    }
-    // `models/NAME.export-partial.{onnx,json}`: a pair the loader takes (same stem).
-    let staged = |ext: &str| {
-        let mut s = onnx_path.with_extension("").into_os_string();
-        s.push(".export-partial");
-        s.push(ext);
-        PathBuf::from(s)
-    };
-    let staged_onnx = staged(".onnx");
-    let staged_card = staged(".json");
-    let cleanup = || {
-        let _ = std::fs::remove_file(&staged_onnx);
-        let _ = std::fs::remove_file(&staged_card);
-    };
-    let result = (|| {
-        graph.save(&staged_onnx)?;
-        super::write_json(&staged_card, &card)?;
-        let mut served = Served::load(&staged_card, &options.runtime)?;
-        let test_set = read_test_set(&mut dataset, &split.test, split.windows)?;
-        let (test, parity) = measure(&mut served, &model, &record, &manifest, &test_set)?;
-        if parity > PARITY_TOLERANCE {
-            return Err(TrainError::param(
-                "model",
-                format!(
-                    "the exported graph's logits differ from the trained model's by up to \
-                     {parity:e} (tolerance {PARITY_TOLERANCE:e}); the {} export is wrong",
-                    record.train.arch
-                ),
-            ));
-        }
-        card.metrics = metrics_json(&test, parity, served.runtime().version());
-        super::write_json(&staged_card, &card)?;
-        Served::load(&staged_card, &options.runtime)?;
-        Ok((test, parity))
-    })();
-    let (test, parity) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            cleanup();
-            return Err(e);
-        }
-    };
-    std::fs::rename(&staged_onnx, &onnx_path).map_err(TrainError::io(&onnx_path))?;
-    std::fs::rename(&staged_card, &card_path).map_err(TrainError::io(&card_path))?;
+    let (test, parity) = place_model(
+        &onnx_path,
+        &card_path,
+        "export",
+        |staged_onnx, staged_card| {
+            graph.save(staged_onnx)?;
+            super::write_json(staged_card, &card)?;
+            let mut served = Served::load(staged_card, &options.runtime)?;
+            let test_set = read_test_set(&mut dataset, &split.test, split.windows)?;
+            let (test, parity) = measure(&mut served, &model, &record, &manifest, &test_set)?;
+            if parity > PARITY_TOLERANCE {
+                return Err(TrainError::param(
+                    "model",
+                    format!(
+                        "the exported graph's logits differ from the trained model's by up to \
+                         {parity:e} (tolerance {PARITY_TOLERANCE:e}); the {} export is wrong",
+                        record.train.arch
+                    ),
+                ));
+            }
+            card.metrics = metrics_json(&test, parity, served.runtime().version());
+            super::write_json(staged_card, &card)?;
+            Served::load(staged_card, &options.runtime)?;
+            Ok((test, parity))
+        },
+    )?;
     Ok(ExportReport {
         onnx_path,
         card_path,
@@ -546,6 +536,39 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         test,
         parity_max_abs: parity,
     })
+}
+
+/// Makes a model pair `onnx_path` + `card_path` without ever leaving half of one there: `make`
+/// writes and checks the pair under staging names beside the destination
+/// (`models/NAME.TAG-partial.{onnx,json}`, a pair the loader takes, since they share a stem);
+/// on success both are renamed into place, on failure both are removed and the error returned.
+pub(crate) fn place_model<T>(
+    onnx_path: &Path,
+    card_path: &Path,
+    tag: &str,
+    make: impl FnOnce(&Path, &Path) -> Result<T, TrainError>,
+) -> Result<T, TrainError> {
+    if let Some(dir) = onnx_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    }
+    let staged = |ext: &str| {
+        let mut s = onnx_path.with_extension("").into_os_string();
+        s.push(format!(".{tag}-partial{ext}"));
+        PathBuf::from(s)
+    };
+    let (staged_onnx, staged_card) = (staged(".onnx"), staged(".json"));
+    match make(&staged_onnx, &staged_card) {
+        Ok(value) => {
+            std::fs::rename(&staged_onnx, onnx_path).map_err(TrainError::io(onnx_path))?;
+            std::fs::rename(&staged_card, card_path).map_err(TrainError::io(card_path))?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged_onnx);
+            let _ = std::fs::remove_file(&staged_card);
+            Err(e)
+        }
+    }
 }
 
 /// Runs the test windows through the served model; returns the metrics and the largest
