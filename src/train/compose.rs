@@ -276,13 +276,13 @@ pub fn compose(options: &ComposeOptions) -> Result<ComposeReport, TrainError> {
             super::write_json(staged_card, &card)?;
             let parity = largest_parity_gap(staged_card, &base, &specialist, &groups, options)?;
             if parity > PARITY_TOLERANCE {
-                return Err(TrainError::param(
-                    "base",
-                    format!(
+                return Err(TrainError::Onnx(crate::onnx::OnnxError::Graph {
+                    graph: card.name.clone(),
+                    what: format!(
                         "the composed graph's logits differ from its components' combined by up \
                          to {parity:e} (tolerance {PARITY_TOLERANCE:e}); the composition is wrong"
                     ),
-                ));
+                }));
             }
             let eval_options = EvalOptions {
                 runtime: options.runtime.clone(),
