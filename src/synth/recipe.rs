@@ -237,7 +237,10 @@ impl Recipe {
                 self.modulators.push(modulator);
             }
         }
-        self.class_subset_of = Some(all);
+        // Kept twice, the subset is still of the recipe's full list.
+        if self.class_subset_of.is_none() {
+            self.class_subset_of = Some(all);
+        }
         Ok(())
     }
 
@@ -491,6 +494,13 @@ mod tests {
         assert_eq!(params["class_subset_of"], serde_json::json!(full.classes));
         // The full recipe's parameters are as they were (its datasets' digests stay put).
         assert!(full.params_json().get("class_subset_of").is_none());
+        // Narrowed again, the record still names the recipe's full list.
+        pair.keep_classes(&["QPSK".into()]).unwrap();
+        assert_eq!(pair.classes, ["QPSK"]);
+        assert_eq!(
+            pair.params_json()["class_subset_of"],
+            serde_json::json!(full.classes)
+        );
     }
 
     #[test]

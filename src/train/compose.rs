@@ -579,11 +579,11 @@ fn metrics_json(
 mod tests {
     use super::*;
 
-    fn softmax(x: &[f32]) -> Vec<f64> {
-        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let e: Vec<f64> = x.iter().map(|v| f64::from(v - m).exp()).collect();
-        let s: f64 = e.iter().sum();
-        e.iter().map(|v| v / s).collect()
+    /// The daemon's softmax ([`crate::infer::session::softmax`]), into a new vector.
+    fn softmax(x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        crate::infer::session::softmax(x, &mut out);
+        out
     }
 
     #[test]

@@ -171,13 +171,6 @@ fn sha256_of(path: &Path) -> String {
         .collect()
 }
 
-fn softmax(x: &[f32]) -> Vec<f64> {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f64> = x.iter().map(|v| f64::from(v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|v| v / s).collect()
-}
-
 const PY_CHECK_AND_RUN: &str = r#"
 import sys, numpy as np, onnx, onnxruntime as ort
 model_path, in_path, out_path, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -265,8 +258,8 @@ fn compose_writes_one_graph_that_computes_the_product_of_its_two_models() {
     let mut data = Dataset::open(&f.fresh).expect("fresh set");
     let w = data.window_size();
     let all = data.read_windows(0, 3 * 2 * PER_CELL).expect("windows");
-    let (mut worst, mut worst_other, mut worst_mass) = (0.0f32, 0.0f32, 0.0f64);
-    let mut specialist_moved = 0.0f64;
+    let (mut worst, mut worst_other, mut worst_mass) = (0.0f32, 0.0f32, 0.0f32);
+    let mut specialist_moved = 0.0f32;
     for batch in [1usize, 7, 64] {
         let windows = &all[..batch * w];
         let got = composed.run(windows, batch).expect("composed").clone();
@@ -280,7 +273,8 @@ fn compose_writes_one_graph_that_computes_the_product_of_its_two_models() {
             // BPSK (row 0) is the base's logit, unchanged.
             worst_other = worst_other.max((got.scores(i)[0] - l.scores(i)[0]).abs());
             // The pair's probability is the base's; only its split changes.
-            let (p, q) = (softmax(got.scores(i)), softmax(l.scores(i)));
+            // The daemon's own probabilities (the session's softmax of the logits).
+            let (p, q) = (got.probabilities(i), l.probabilities(i));
             worst_mass = worst_mass.max(((p[1] + p[2]) - (q[1] + q[2])).abs());
             specialist_moved = specialist_moved.max((p[1] - q[1]).abs());
         }
