@@ -29,13 +29,17 @@
 //! models/BASE + SPECIALIST (+ fresh dataset) ──▶ compose ──▶ models/<name>.onnx + .json
 //! ```
 
+pub mod augment;
 pub mod compose;
 pub mod data;
 pub mod eval;
 pub mod export;
 pub mod fit;
+pub mod losses;
 pub mod models;
 pub mod plot;
+pub mod sampler;
+pub mod source;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,1 @@
+//! Augmentations of raw IQ windows, applied before the shared `dsp` preprocessing.

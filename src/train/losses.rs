@@ -1,0 +1,1 @@
+//! The training objectives' loss terms and the pieces they share.

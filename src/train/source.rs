@@ -1,0 +1,1 @@
+//! Where training windows come from: a dataset in memory, streamed from disk, or generated.
