@@ -36,6 +36,7 @@ pub mod eval;
 pub mod export;
 pub mod fit;
 pub mod losses;
+pub mod mlp;
 pub mod models;
 pub mod plot;
 pub mod sampler;
