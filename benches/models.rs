@@ -76,8 +76,8 @@ fn train_rate(arch: &str, plan: &Plan) -> f64 {
         window_len: LEN,
         dropout: 0.5,
         width: 1.0,
-        depth: 1,
-        amplitude_rows: false,
+        representation: specwatch::dsp::repr::Representation::Iq,
+        options: Default::default(),
     };
     let device = Device::flex().autodiff();
     device.seed(1);

@@ -181,14 +181,20 @@ struct TrainArgs {
     /// Multiplier of every layer's width, 1 = as published [default: 1].
     #[arg(long)]
     width: Option<f64>,
-    /// Residual blocks per stage (resnet1d), 1 = as published [default: 1]. With --init-from, a
-    /// model of fewer blocks is carried over and each added block starts as the identity.
-    #[arg(long)]
+    /// An option of the architecture's own, KEY=VALUE (repeatable; the value is read as JSON
+    /// when it is JSON, else as text). resnet1d: depth=N residual blocks per stage (1 as
+    /// published; with --init-from, a shallower model is carried over and each added block
+    /// starts as the identity), amplitude_rows=true (the stem also sees each channel's
+    /// amplitude √(I²+Q²), computed inside the model from iq input; with --init-from, a model
+    /// without them is carried over with the stem's weights for them at 0). An unknown key is
+    /// refused with the architecture's list.
+    #[arg(long = "arch-opt", value_name = "KEY=VALUE")]
+    arch_opt: Vec<String>,
+    /// Same as --arch-opt depth=N (the spelling of earlier recorded commands).
+    #[arg(long, hide = true)]
     depth: Option<usize>,
-    /// resnet1d: also give the stem each channel's amplitude √(I²+Q²), computed inside the model
-    /// from the I/Q rows (iq input only). With --init-from, a model without them is carried
-    /// over with the stem's weights for them at 0.
-    #[arg(long)]
+    /// Same as --arch-opt amplitude_rows=true (the spelling of earlier recorded commands).
+    #[arg(long, hide = true)]
     amplitude_rows: bool,
     /// Epochs without a lower validation loss before stopping [default: 5].
     #[arg(long)]
@@ -457,6 +463,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--weight-decay", args.weight_decay.is_some()),
             ("--dropout", args.dropout.is_some()),
             ("--width", args.width.is_some()),
+            ("--arch-opt", !args.arch_opt.is_empty()),
             ("--depth", args.depth.is_some()),
             ("--amplitude-rows", args.amplitude_rows),
             ("--seed", args.seed.is_some()),
@@ -519,10 +526,14 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         if let Some(v) = args.width {
             config.width = v;
         }
+        let mut pairs = args.arch_opt.clone();
         if let Some(v) = args.depth {
-            config.depth = v;
+            pairs.push(format!("depth={v}"));
         }
-        config.amplitude_rows = args.amplitude_rows;
+        if args.amplitude_rows {
+            pairs.push("amplitude_rows=true".into());
+        }
+        config.arch_options = specwatch::train::models::parse_arch_opts(&pairs)?;
         if let Some(v) = args.seed {
             config.seed = v;
         }

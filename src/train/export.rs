@@ -183,12 +183,11 @@ pub fn train_command(config: &TrainConfig) -> String {
         format!("--weight-decay {}", config.weight_decay),
         format!("--dropout {}", config.dropout),
         format!("--width {}", config.width),
-        format!("--depth {}", config.depth),
         format!("--patience {}", config.patience),
         format!("--seed {}", config.seed),
     ];
-    if config.amplitude_rows {
-        parts.push("--amplitude-rows".to_string());
+    for (key, value) in &config.arch_options {
+        parts.push(format!("--arch-opt {key}={value}"));
     }
     if let Some(n) = config.prep.max_windows {
         parts.push(format!("--max-windows {n}"));
@@ -405,7 +404,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         })?;
 
     // The graph.
-    let spec = record.model;
+    let spec = record.model.clone();
     let mut graph = model.to_onnx(&spec, &name)?;
     graph.doc_string(&format!(
         "{} modulation classifier trained by specwatch-train; input '{ONNX_INPUT}' [N, {}, {}], \
@@ -446,8 +445,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "batch_size": t.batch_size,
         "dropout": t.dropout,
         "width": t.width,
-        "depth": t.depth,
-        "amplitude_rows": t.amplitude_rows,
+        "arch_options": spec.options,
         "seed": t.seed,
         "split": { "train": t.split.train, "val": t.split.val, "test": t.split.test },
         "windows": record.dataset.windows,

@@ -31,11 +31,10 @@
 //! The source may also be an exported model (`models/NAME.json`): its weights are read back
 //! from its ONNX graph ([`models::onnx_weights`]), and its card supplies what a run folder's
 //! `config.json` would (architecture, width, input, classes, dataset, split, earlier warm starts);
-//! the record then names the model and the SHA-256 of its `.onnx` file. A resnet1d source may
-//! have fewer residual blocks per stage than the run's `depth`, and lack the amplitude rows the
-//! run's model has: its layers are carried over, each added block starts as the identity
-//! ([`models::deepen`]) and the stem's weights for the amplitude rows at 0
-//! ([`models::add_amplitude_rows`]), so training starts from what the source computed.
+//! the record then names the model and the SHA-256 of its `.onnx` file. The source's
+//! architecture options may differ from the run's where the architecture can carry a trained
+//! model into the run's layout ([`models::Architecture::grow`]; e.g. a resnet1d made deeper or
+//! given amplitude rows), so training starts from what the source computed.
 
 use std::f64::consts::PI;
 use std::io::Write;
@@ -53,9 +52,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::data::{PrepOptions, Prepared, Split, SplitFractions, prepare};
-use super::models::{self, Model, ModelSpec};
+use super::models::{self, ArchOptions, Model, ModelSpec};
 use super::{TrainError, read_json, write_json};
-use crate::dsp::repr::Representation;
 
 /// Every hyper-parameter of a run; written to `RUN_DIR/config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,14 +76,12 @@ pub struct TrainConfig {
     pub dropout: f64,
     /// Multiplier of every layer's width (1 = as published).
     pub width: f64,
-    /// Residual blocks per stage (resnet1d; 1 = as published). Configs written before this
-    /// field existed mean 1.
-    #[serde(default = "models::default_depth")]
-    pub depth: usize,
-    /// resnet1d: append each channel's amplitude to the I/Q rows inside the model. Configs
-    /// written before this field existed mean `false`.
-    #[serde(default)]
-    pub amplitude_rows: bool,
+    /// The architecture's own options as given (`--arch-opt key=value`; see
+    /// [`models::Architecture::Options`]); the model spec in `config.json` records them in
+    /// full. Configs written before options existed kept resnet1d's `depth` and
+    /// `amplitude_rows` here as fields of their own; [`RunRecord::load`] moves them in.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub arch_options: ArchOptions,
     /// Epochs without a lower validation loss before training stops.
     pub patience: usize,
     pub seed: u64,
@@ -111,8 +107,7 @@ impl TrainConfig {
             weight_decay: 0.0,
             dropout: 0.5,
             width: 1.0,
-            depth: 1,
-            amplitude_rows: false,
+            arch_options: ArchOptions::new(),
             patience: 5,
             seed: 1,
             init_from: None,
@@ -121,7 +116,7 @@ impl TrainConfig {
 
     /// Loads the config of an existing run.
     pub fn load(run_dir: &Path) -> Result<Self, TrainError> {
-        Ok(read_json::<RunRecord>(&run_dir.join(CONFIG_FILE))?.train)
+        Ok(RunRecord::load(run_dir)?.train)
     }
 
     fn check(&self) -> Result<(), TrainError> {
@@ -164,16 +159,7 @@ impl TrainConfig {
         if self.patience == 0 {
             return Err(TrainError::param("patience", "is 0; expected at least 1"));
         }
-        if self.amplitude_rows && self.prep.representation != Representation::Iq {
-            return Err(TrainError::param(
-                "amplitude-rows",
-                format!(
-                    "is on with {:?} input; the amplitude is computed from I/Q rows (pass \
-                     --representation iq)",
-                    self.prep.representation
-                ),
-            ));
-        }
+        models::normalize_options(&self.arch, &self.arch_options)?;
         Ok(())
     }
 
@@ -254,9 +240,22 @@ pub struct ResumeRecord {
 }
 
 impl RunRecord {
-    /// Reads `RUN_DIR/config.json`.
+    /// Reads `RUN_DIR/config.json`, as written by this or an earlier version (resnet1d's
+    /// `depth` and `amplitude_rows`, once fields of the settings, are read as its options).
     pub fn load(run_dir: &Path) -> Result<Self, TrainError> {
-        read_json(&run_dir.join(CONFIG_FILE))
+        let path = run_dir.join(CONFIG_FILE);
+        let mut value: serde_json::Value = read_json(&path)?;
+        if let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut()) {
+            let depth = train.remove("depth").and_then(|v| v.as_u64());
+            let amplitude_rows = train.remove("amplitude_rows").and_then(|v| v.as_bool());
+            let options = train
+                .entry("arch_options")
+                .or_insert_with(|| serde_json::Value::Object(ArchOptions::new()));
+            if let Some(options) = options.as_object_mut() {
+                models::fold_legacy_options(options, depth.map(|d| d as usize), amplitude_rows);
+            }
+        }
+        serde_json::from_value(value).map_err(|source| TrainError::Json { path, source })
     }
 }
 
@@ -359,7 +358,7 @@ pub fn fit(
                     .into(),
             ));
         }
-        let record: RunRecord = read_json(&run_dir.join(CONFIG_FILE))?;
+        let record = RunRecord::load(run_dir)?;
         if record.train.resumable_part() != config.resumable_part() {
             return Err(run_err(format!(
                 "config.json differs from the resumed run's settings beyond epochs and \
@@ -410,8 +409,8 @@ pub fn fit(
         window_len: data.len,
         dropout: config.dropout,
         width: config.width,
-        depth: config.depth,
-        amplitude_rows: config.amplitude_rows,
+        representation: config.prep.representation,
+        options: models::normalize_options(&config.arch, &config.arch_options)?,
     };
     let device = Device::flex().autodiff();
     device.seed(config.seed);
@@ -591,87 +590,29 @@ pub fn fit(
     })
 }
 
-/// The layout of a warm start's source where it may differ from the run's model: a resnet1d
-/// source may have fewer blocks per stage, and lack the amplitude rows.
-#[derive(Debug, Clone, Copy)]
-struct SourceLayout {
-    depth: usize,
-    amplitude_rows: bool,
-}
-
-/// Fills `model` (built for `spec`) from a source of layout `source`: `load` fills a model built
-/// for the source's own layout, which is then carried into the run's — each added block
-/// starting as the identity ([`models::deepen`]), the amplitude rows' stem weights at 0
-/// ([`models::add_amplitude_rows`]).
+/// Fills `model` (built for `spec`) from a source whose architecture options were
+/// `source_options`: `load` fills a model built for the source's own options, which the
+/// architecture then carries into the run's ([`models::grow`]: e.g. a resnet1d made deeper, or
+/// given amplitude rows, computing what the source computed).
 fn load_growing(
     model: Model,
     arch: &str,
     spec: &ModelSpec,
-    source: SourceLayout,
+    source_options: &ArchOptions,
     refuse: impl Fn(String) -> TrainError,
     load: impl FnOnce(Model, &ModelSpec) -> Result<Model, TrainError>,
 ) -> Result<Model, TrainError> {
-    let SourceLayout {
-        depth: source_depth,
-        amplitude_rows: source_amplitude,
-    } = source;
-    if source_depth == spec.depth && source_amplitude == spec.amplitude_rows {
+    let source_spec = spec.with_options(models::normalize_options(arch, source_options)?);
+    if source_spec.options == models::normalize_options(arch, &spec.options)? {
         return load(model, spec);
-    }
-    if source_depth > spec.depth || arch != "resnet1d" {
-        return Err(refuse(format!(
-            "its model has depth {source_depth}, this run's {}; a resnet1d can be made deeper, \
-             never shallower (pass --depth {source_depth}, or more)",
-            spec.depth
-        )));
-    }
-    if source_amplitude && !spec.amplitude_rows {
-        return Err(refuse(
-            "its model takes amplitude rows, this run's does not; they can be added, never \
-             removed (pass --amplitude-rows)"
-                .into(),
-        ));
     }
     let device = model
         .devices()
         .into_iter()
         .next()
         .unwrap_or_else(Device::flex);
-    let source_spec = ModelSpec {
-        depth: source_depth,
-        amplitude_rows: source_amplitude,
-        ..*spec
-    };
-    let mut grown = load(models::build(arch, &source_spec, &device)?, &source_spec)?;
-    let deeper = source_depth < spec.depth;
-    let wider = !source_amplitude && spec.amplitude_rows;
-    if deeper {
-        // The fresh blocks come from the run's own model unless it still has to gain the
-        // amplitude rows after this step.
-        let target = if wider {
-            let deeper_spec = ModelSpec {
-                depth: spec.depth,
-                ..source_spec
-            };
-            models::build(arch, &deeper_spec, &device)?
-        } else {
-            model.clone()
-        };
-        grown = models::deepen(grown, target).ok_or_else(|| {
-            refuse(format!(
-                "its depth-{source_depth} {arch} does not fit this run's depth-{} layout",
-                spec.depth
-            ))
-        })?;
-    }
-    if wider {
-        grown = models::add_amplitude_rows(grown, model).ok_or_else(|| {
-            refuse(format!(
-                "its {arch} does not fit this run's layout with amplitude rows"
-            ))
-        })?;
-    }
-    Ok(grown)
+    let trained = load(models::build(arch, &source_spec, &device)?, &source_spec)?;
+    models::grow(trained, &source_spec, model, spec).map_err(refuse)
 }
 
 /// Loads the weights `source` names into `model` after checking that they fit the run `config`
@@ -742,7 +683,7 @@ fn warm_start_from_run(
              model card (models/NAME.json) `specwatch-train export` wrote"
         )));
     }
-    let record: RunRecord = read_json(&config_path)?;
+    let record = RunRecord::load(source)?;
     let theirs = &record.train;
     if theirs.arch != config.arch {
         return Err(refuse(format!(
@@ -787,15 +728,11 @@ fn warm_start_from_run(
     let state: CheckpointState = read_json(&state_path)?;
     let weights_path = source.join(BEST_FILE);
     let bytes = std::fs::read(&weights_path).map_err(TrainError::io(&weights_path))?;
-    let source_layout = SourceLayout {
-        depth: record.model.depth,
-        amplitude_rows: record.model.amplitude_rows,
-    };
     let model = load_growing(
         model,
         &config.arch,
         spec,
-        source_layout,
+        &record.model.options,
         refuse,
         |model, _| {
             model
@@ -943,30 +880,34 @@ fn warm_start_from_model(
         None => None,
     };
 
-    let depth = training
-        .get("depth")
-        .map(|v| {
-            v.as_u64().filter(|&d| d >= 1).ok_or_else(|| {
-                refuse(format!(
-                    "its training 'depth' is {v}; expected a count from 1"
-                ))
-            })
-        })
-        .transpose()?
-        .unwrap_or(1) as usize;
-
+    // Cards record the architecture's options; older ones resnet1d's `depth` and
+    // `amplitude_rows` as keys of their own.
+    let mut source_options = match training.get("arch_options") {
+        None => ArchOptions::new(),
+        Some(serde_json::Value::Object(map)) => map.clone(),
+        Some(v) => {
+            return Err(refuse(format!(
+                "its training 'arch_options' is {v}; expected an object"
+            )));
+        }
+    };
+    let depth = match training.get("depth") {
+        None => None,
+        Some(v) => Some(v.as_u64().filter(|&d| d >= 1).ok_or_else(|| {
+            refuse(format!(
+                "its training 'depth' is {v}; expected a count from 1"
+            ))
+        })? as usize),
+    };
     let amplitude_rows = match training.get("amplitude_rows") {
-        None => false,
-        Some(v) => v.as_bool().ok_or_else(|| {
+        None => None,
+        Some(v) => Some(v.as_bool().ok_or_else(|| {
             refuse(format!(
                 "its training 'amplitude_rows' is {v}; expected true or false"
             ))
-        })?,
+        })?),
     };
-    let source_layout = SourceLayout {
-        depth,
-        amplitude_rows,
-    };
+    models::fold_legacy_options(&mut source_options, depth, amplitude_rows);
 
     let onnx_path = ModelCard::onnx_path(&card_path);
     let bytes = std::fs::read(&onnx_path).map_err(TrainError::io(&onnx_path))?;
@@ -974,7 +915,7 @@ fn warm_start_from_model(
         model,
         arch,
         spec,
-        source_layout,
+        &source_options,
         refuse,
         |model, source_spec| {
             models::onnx_weights::load_onnx_weights(

@@ -134,7 +134,8 @@ fn fixture() -> Fixture {
     specialist.lr = 3e-3;
     specialist.width = 0.25;
     specialist.dropout = 0.0;
-    specialist.amplitude_rows = true;
+    specialist.arch_options =
+        specwatch::train::models::parse_arch_opts(&["amplitude_rows=true".into()]).unwrap();
     specialist.seed = 5;
     let specialist = train_and_export(&dir, "pair", &specialist);
     Fixture {
@@ -230,7 +231,10 @@ fn compose_writes_one_graph_that_computes_the_product_of_its_two_models() {
         t["specialist"]["onnx_sha256"],
         sha256_of(&ModelCard::onnx_path(&f.specialist))
     );
-    assert_eq!(t["specialist"]["training"]["amplitude_rows"], true);
+    assert_eq!(
+        t["specialist"]["training"]["arch_options"]["amplitude_rows"],
+        true
+    );
     assert!(
         t["command"]
             .as_str()

@@ -70,8 +70,16 @@ fn model_under_test(
         window_len: LEN,
         dropout: 0.3,
         width,
-        depth,
-        amplitude_rows,
+        representation: specwatch::dsp::repr::Representation::Iq,
+        options: models::parse_arch_opts(&if arch == "resnet1d" {
+            vec![
+                format!("depth={depth}"),
+                format!("amplitude_rows={amplitude_rows}"),
+            ]
+        } else {
+            vec![]
+        })
+        .expect("options"),
     };
     let device = Device::flex().autodiff();
     device.seed(seed);

@@ -561,7 +561,7 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     // identity, so the frozen deeper run scores what the frozen run of the same depth did.
     let mut deeper = small_config(&data, 1);
     deeper.lr = 1e-9;
-    deeper.depth = 3;
+    deeper.arch_options = specwatch::train::models::parse_arch_opts(&["depth=3".into()]).unwrap();
     deeper.init_from = Some(card_path.clone());
     let deep = tmp.path().join("deep");
     let deep_report = fit(&deeper, &deep, FitOptions::default(), &mut |_| {}).unwrap();
@@ -576,12 +576,16 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     export(&deep, &models.join("deep"), "deep");
     let deep_card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(models.join("deep.json")).unwrap()).unwrap();
-    assert_eq!(deep_card["training"]["depth"].as_u64(), Some(3));
+    assert_eq!(
+        deep_card["training"]["arch_options"]["depth"].as_u64(),
+        Some(3)
+    );
     let command = deep_card["training"]["command"].as_str().unwrap();
-    assert!(command.contains("--depth 3"), "{command}");
+    assert!(command.contains("--arch-opt depth=3"), "{command}");
     // ... and is never made shallower again; other architectures have no depth to set.
     let mut shallower = small_config(&data, 1);
-    shallower.depth = 2;
+    shallower.arch_options =
+        specwatch::train::models::parse_arch_opts(&["depth=2".into()]).unwrap();
     shallower.init_from = Some(models.join("deep.json"));
     let err = refused(shallower, "shallower");
     assert!(
@@ -590,9 +594,12 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     );
     let mut deep_gru = small_config(&data, 1);
     deep_gru.arch = "gru2".into();
-    deep_gru.depth = 2;
+    deep_gru.arch_options = specwatch::train::models::parse_arch_opts(&["depth=2".into()]).unwrap();
     let err = refused(deep_gru, "deep_gru");
-    assert!(err.contains("depth") && err.contains("'gru2'"), "{err}");
+    assert!(
+        err.contains("depth") && err.contains("gru2's options"),
+        "{err}"
+    );
 
     // Amplitude rows are added the same way: the stem's weights for them start at 0, so frozen
     // runs that gain them — alone, or with two more blocks per stage — score what the frozen
@@ -600,8 +607,11 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     for (run, depth) in [("amp", 1), ("amp_deep", 3)] {
         let mut amplitude = small_config(&data, 1);
         amplitude.lr = 1e-9;
-        amplitude.depth = depth;
-        amplitude.amplitude_rows = true;
+        amplitude.arch_options = specwatch::train::models::parse_arch_opts(&[
+            format!("depth={depth}"),
+            "amplitude_rows=true".into(),
+        ])
+        .unwrap();
         amplitude.init_from = Some(card_path.clone());
         let amp_report = fit(
             &amplitude,
@@ -622,13 +632,20 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
     export(&tmp.path().join("amp"), &models.join("amp"), "amp");
     let amp_card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(models.join("amp.json")).unwrap()).unwrap();
-    assert_eq!(amp_card["training"]["amplitude_rows"].as_bool(), Some(true));
+    assert_eq!(
+        amp_card["training"]["arch_options"]["amplitude_rows"].as_bool(),
+        Some(true)
+    );
     let command = amp_card["training"]["command"].as_str().unwrap();
-    assert!(command.contains("--amplitude-rows"), "{command}");
+    assert!(
+        command.contains("--arch-opt amplitude_rows=true"),
+        "{command}"
+    );
     // Its weights, amplitude rows' included, are read back from its graph to train on.
     let mut again = small_config(&data, 1);
     again.lr = 1e-9;
-    again.amplitude_rows = true;
+    again.arch_options =
+        specwatch::train::models::parse_arch_opts(&["amplitude_rows=true".into()]).unwrap();
     again.init_from = Some(models.join("amp.json"));
     let again_report = fit(
         &again,
@@ -651,19 +668,21 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
         "{err}"
     );
     let mut amp_phase = small_config(&data, 1);
-    amp_phase.amplitude_rows = true;
+    amp_phase.arch_options =
+        specwatch::train::models::parse_arch_opts(&["amplitude_rows=true".into()]).unwrap();
     amp_phase.prep.representation = Representation::AmpPhase;
     let err = refused(amp_phase, "amp_phase");
     assert!(
-        err.contains("amplitude-rows") && err.contains("--representation iq"),
+        err.contains("amplitude_rows") && err.contains("--representation iq"),
         "{err}"
     );
     let mut amp_gru = small_config(&data, 1);
     amp_gru.arch = "gru2".into();
-    amp_gru.amplitude_rows = true;
+    amp_gru.arch_options =
+        specwatch::train::models::parse_arch_opts(&["amplitude_rows=true".into()]).unwrap();
     let err = refused(amp_gru, "amp_gru");
     assert!(
-        err.contains("amplitude_rows") && err.contains("'gru2'"),
+        err.contains("amplitude_rows") && err.contains("gru2's options"),
         "{err}"
     );
     // A graph that is not the card's architecture's export.

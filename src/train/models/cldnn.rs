@@ -29,8 +29,11 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
-use super::onnx_layers;
+use serde::{Deserialize, Serialize};
+
+use super::{Architecture, ModelSpec, onnx_layers};
 use crate::onnx::{GraphBuilder, OnnxError, ops};
+use crate::train::TrainError;
 
 /// Configuration of [`Cldnn`].
 #[derive(Config, Debug)]
@@ -99,13 +102,27 @@ impl CldnnConfig {
     }
 }
 
-impl Cldnn {
-    /// Logits for a batch of windows.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, rows, len]`
-    /// - returns: `[batch, num_classes]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+/// CLDNN has no options of its own (`width` scales it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CldnnOptions {}
+
+impl Architecture for Cldnn {
+    const NAME: &'static str = "cldnn";
+    type Options = CldnnOptions;
+
+    fn build(spec: &ModelSpec, _: &CldnnOptions, device: &Device) -> Result<Self, TrainError> {
+        Ok(CldnnConfig::new(spec.num_classes)
+            .with_rows(spec.rows)
+            .with_dropout(spec.dropout)
+            .with_conv_filters(spec.scaled(50))
+            .with_lstm_units(spec.scaled(50))
+            .with_dense_units(spec.scaled(256))
+            .init(device))
+    }
+
+    /// The hidden dense layer's activations after the LSTM, `[batch, dense_units]`.
+    fn embedding(&self, x: Tensor<3>) -> Tensor<2> {
         let c1 = self
             .dropout
             .forward(self.relu.forward(self.conv1.forward(x))); // [batch, filters, len]
@@ -119,15 +136,14 @@ impl Cldnn {
         let steps = joined.swap_dims(1, 2); // [batch, len, 2·filters]
         let (_, state) = self.lstm.forward(steps, None);
         let h = state.hidden; // [batch, lstm_units]
-        let h = self
-            .dropout
-            .forward(self.relu.forward(self.dense1.forward(h))); // [batch, dense_units]
-        self.dense2.forward(h) // [batch, num_classes]
+        self.relu.forward(self.dense1.forward(h)) // [batch, dense_units]
     }
 
-    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
-    /// `[N, num_classes]`. Dropout is the identity at inference.
-    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+    fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        self.dense2.forward(self.dropout.forward(embedding)) // [batch, num_classes]
+    }
+
+    fn embedding_to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
         let conv = |g: &mut GraphBuilder, name: &str, c: &Conv1d, x: &str| {
             let (w, opts) = onnx_layers::conv1d(c, name)?;
             let y = ops::conv(g, name, x, &w, &opts)?;
@@ -147,11 +163,14 @@ impl Cldnn {
             &h,
             &onnx_layers::linear(&self.dense1, "dense1")?,
         )?;
-        let h = ops::relu(g, &h)?;
+        ops::relu(g, &h)
+    }
+
+    fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError> {
         ops::gemm(
             g,
             "dense2",
-            &h,
+            embedding,
             &onnx_layers::linear(&self.dense2, "dense2")?,
         )
     }

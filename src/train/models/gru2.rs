@@ -17,8 +17,11 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Gru, GruConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use super::onnx_layers;
+use serde::{Deserialize, Serialize};
+
+use super::{Architecture, ModelSpec, onnx_layers};
 use crate::onnx::{GraphBuilder, OnnxError, ops};
+use crate::train::TrainError;
 
 /// Configuration of [`Gru2`].
 #[derive(Config, Debug)]
@@ -60,27 +63,40 @@ impl Gru2Config {
     }
 }
 
-impl Gru2 {
-    /// Logits for a batch of windows.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, rows, len]`
-    /// - returns: `[batch, num_classes]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+/// GRU2 has no options of its own (`width` scales it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gru2Options {}
+
+impl Architecture for Gru2 {
+    const NAME: &'static str = "gru2";
+    type Options = Gru2Options;
+
+    fn build(spec: &ModelSpec, _: &Gru2Options, device: &Device) -> Result<Self, TrainError> {
+        Ok(Gru2Config::new(spec.num_classes)
+            .with_rows(spec.rows)
+            .with_dropout(spec.dropout)
+            .with_units1(spec.scaled(128))
+            .with_units2(spec.scaled(128))
+            .init(device))
+    }
+
+    /// The second GRU's last hidden state, `[batch, units2]`.
+    fn embedding(&self, x: Tensor<3>) -> Tensor<2> {
         let [batch, _, len] = x.dims();
         let steps = x.swap_dims(1, 2); // [batch, len, rows]
         let h1 = self.dropout.forward(self.gru1.forward(steps, None)); // [batch, len, units1]
         let h2 = self.gru2.forward(h1, None); // [batch, len, units2]
         let units = self.gru2.d_hidden;
-        let last: Tensor<2> = h2
-            .slice([0..batch, len - 1..len, 0..units])
-            .reshape([batch, units]); // [batch, units2]
-        self.dense.forward(self.dropout.forward(last)) // [batch, num_classes]
+        h2.slice([0..batch, len - 1..len, 0..units])
+            .reshape([batch, units]) // [batch, units2]
     }
 
-    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
-    /// `[N, num_classes]`.
-    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+    fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        self.dense.forward(self.dropout.forward(embedding)) // [batch, num_classes]
+    }
+
+    fn embedding_to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
         let steps = ops::transpose(g, x, &[0, 2, 1])?; // [N, len, rows]
         let r1 = ops::gru(g, "gru1", &steps, &onnx_layers::gru(&self.gru1, "gru1")?)?;
         let r2 = ops::gru(
@@ -90,11 +106,14 @@ impl Gru2 {
             &onnx_layers::gru(&self.gru2, "gru2")?,
         )?;
         let units = self.gru2.d_hidden as i64;
-        let last = ops::reshape(g, &r2.last_hidden, &[-1, units])?; // [1, N, H] → [N, H]
+        ops::reshape(g, &r2.last_hidden, &[-1, units]) // [1, N, H] → [N, H]
+    }
+
+    fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError> {
         ops::gemm(
             g,
             "dense",
-            &last,
+            embedding,
             &onnx_layers::linear(&self.dense, "dense")?,
         )
     }

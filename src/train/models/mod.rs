@@ -1,8 +1,11 @@
 //! The architectures, one file each, and the registry that builds them by name.
 //!
-//! Adding an architecture: a file here with its `#[derive(Module)]` struct, `*Config` and a
-//! `to_onnx` that writes the same computation with [`crate::onnx::ops`], a variant of [`Model`],
-//! and one line in [`ARCHITECTURES`] / [`build`] / [`Model::to_onnx`].
+//! Adding an architecture: a file here with its `#[derive(Module)]` struct implementing
+//! [`Architecture`] (its name, its own options, how it is built, its embedding, its classifier
+//! head, and the same computation written with [`crate::onnx::ops`]), and one line in the
+//! [`registry!`] invocation below. Everything else — the CLI's `--arch` and `--arch-opt`, run
+//! configs, model cards, export, warm starts, the parity tests that iterate over
+//! [`ARCHITECTURES`] — follows from that line.
 //!
 //! - [`vtcnn2`]: VT-CNN2 (O'Shea et al. 2016), two convolutions and two dense layers.
 //! - [`resnet1d`]: a 1-D residual network (O'Shea et al. 2018 family), conv + batch-norm.
@@ -11,6 +14,18 @@
 //! - [`transformer`]: patch embedding + Transformer encoder + mean pool + dense.
 //! - [`onnx_layers`]: burn layers → the weights `onnx::ops` writes.
 //! - [`onnx_weights`]: an exported graph → the weights of a model (the inverse of `to_onnx`).
+//!
+//! **Options.** What every architecture is built from is a [`ModelSpec`]: the data's shape,
+//! the classes, dropout, a width multiplier, and the architecture's own options
+//! ([`Architecture::Options`], a serde struct of the architecture's file; e.g. resnet1d's
+//! `depth` and `amplitude_rows`). Options are given as `key=value` pairs (`--arch-opt`) or a
+//! JSON object, checked against that struct (an unknown key or a wrong type is refused, naming
+//! the key and listing the architecture's options) and recorded in full, defaults included.
+//!
+//! **Embedding and head.** Every architecture computes an embedding — the vector before its last
+//! layer, `[B, E]` — and a classifier head on it; `forward` is the head on the embedding, so
+//! objectives that need features (contrastive pretraining, probes, prototypes) take them from
+//! any architecture.
 
 pub mod cldnn;
 pub mod gru2;
@@ -20,20 +35,17 @@ pub mod resnet1d;
 pub mod transformer;
 pub mod vtcnn2;
 
+use std::fmt::Debug;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::TrainError;
+use crate::dsp::repr::Representation;
 use crate::onnx::{Dim, GraphBuilder, OnnxError};
-use cldnn::{Cldnn, CldnnConfig};
-use gru2::{Gru2, Gru2Config};
-use resnet1d::{ResNet1d, ResNet1dConfig};
-use transformer::{Transformer, TransformerConfig};
-use vtcnn2::{VtCnn2, VtCnn2Config};
-
-/// Architecture names [`build`] knows.
-pub const ARCHITECTURES: &[&str] = &["vtcnn2", "resnet1d", "cldnn", "gru2", "transformer"];
 
 /// Name of the exported graph's input, `[N, rows, len]`.
 pub const ONNX_INPUT: &str = "iq";
@@ -41,9 +53,13 @@ pub const ONNX_INPUT: &str = "iq";
 /// Name of the exported graph's output, `[N, num_classes]` logits.
 pub const ONNX_OUTPUT: &str = "logits";
 
+/// An architecture's own options as recorded: a JSON object of its [`Architecture::Options`].
+pub type ArchOptions = Map<String, Value>;
+
 /// What every architecture is built from: the data's shape, the classes and the
-/// regularisation, plus a width multiplier for small test models.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// regularisation, a width multiplier for small test models, and the architecture's own options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SpecRecord")]
 pub struct ModelSpec {
     pub num_classes: usize,
     /// Input rows `2C`.
@@ -54,96 +70,319 @@ pub struct ModelSpec {
     pub dropout: f64,
     /// Scales every layer's filter/unit count (1 = as published).
     pub width: f64,
-    /// Residual blocks per stage of `resnet1d` (1 = as published; the other architectures
-    /// take only 1). Records written before this field existed mean 1.
-    #[serde(default = "default_depth")]
-    pub depth: usize,
-    /// `resnet1d` only: append each channel's amplitude `√(I² + Q²)` to the I/Q rows inside
-    /// the model (see [`resnet1d`]). Records written before this field existed mean `false`.
+    /// What the input rows hold (records written before this field existed: I/Q).
     #[serde(default)]
-    pub amplitude_rows: bool,
+    pub representation: Representation,
+    /// The architecture's own options ([`Architecture::Options`]); absent keys take their
+    /// defaults.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub options: ArchOptions,
 }
 
-/// What records written before `depth` existed mean: the published layouts.
-pub fn default_depth() -> usize {
-    1
+/// `config.json`'s `model` as written by any version: before architectures had options of their
+/// own, resnet1d's `depth` and `amplitude_rows` stood beside the shape.
+#[derive(Deserialize)]
+struct SpecRecord {
+    num_classes: usize,
+    rows: usize,
+    window_len: usize,
+    dropout: f64,
+    width: f64,
+    #[serde(default)]
+    representation: Representation,
+    #[serde(default)]
+    options: ArchOptions,
+    #[serde(default)]
+    depth: Option<usize>,
+    #[serde(default)]
+    amplitude_rows: Option<bool>,
 }
 
-/// Any model of the registry.
-#[derive(Module, Debug)]
-pub enum Model {
-    VtCnn2(VtCnn2),
-    ResNet1d(ResNet1d),
-    Cldnn(Cldnn),
-    Gru2(Gru2),
-    Transformer(Transformer),
+impl From<SpecRecord> for ModelSpec {
+    fn from(r: SpecRecord) -> Self {
+        let mut options = r.options;
+        fold_legacy_options(&mut options, r.depth, r.amplitude_rows);
+        ModelSpec {
+            num_classes: r.num_classes,
+            rows: r.rows,
+            window_len: r.window_len,
+            dropout: r.dropout,
+            width: r.width,
+            representation: r.representation,
+            options,
+        }
+    }
 }
 
-impl Model {
-    /// Class logits.
+/// Moves the resnet1d settings records kept beside the shape before options existed into
+/// `options`, where they live now (their published values, depth 1 and no amplitude rows, are
+/// the defaults and need no entry).
+pub fn fold_legacy_options(
+    options: &mut ArchOptions,
+    depth: Option<usize>,
+    amplitude_rows: Option<bool>,
+) {
+    if let Some(d) = depth.filter(|&d| d != 1) {
+        options.entry("depth").or_insert(Value::from(d));
+    }
+    if let Some(true) = amplitude_rows {
+        options.entry("amplitude_rows").or_insert(Value::Bool(true));
+    }
+}
+
+impl ModelSpec {
+    /// This spec with other architecture options.
+    pub fn with_options(&self, options: ArchOptions) -> Self {
+        Self {
+            options,
+            ..self.clone()
+        }
+    }
+
+    /// `n` filters or units scaled by the width multiplier (at least 1).
+    pub fn scaled(&self, n: usize) -> usize {
+        ((n as f64 * self.width).round() as usize).max(1)
+    }
+}
+
+/// What an architecture of the registry provides.
+pub trait Architecture: Module + Debug + Sized {
+    /// The registry name (`--arch`).
+    const NAME: &'static str;
+    /// Its own options, as published by default. `#[serde(default, deny_unknown_fields)]`, so a
+    /// run config names only what differs and a misspelt key is refused.
+    type Options: Serialize + DeserializeOwned + Default + Clone + PartialEq + Debug;
+
+    /// A fresh model for `spec` with `options` on `device`; errors name the option at fault.
+    fn build(
+        spec: &ModelSpec,
+        options: &Self::Options,
+        device: &Device,
+    ) -> Result<Self, TrainError>;
+
+    /// The embedding, the vector before the last layer.
     ///
     /// # Shapes
     /// - `x`: `[batch, rows, len]`
-    /// - returns: `[batch, num_classes]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
-        match self {
-            Model::VtCnn2(m) => m.forward(x),
-            Model::ResNet1d(m) => m.forward(x),
-            Model::Cldnn(m) => m.forward(x),
-            Model::Gru2(m) => m.forward(x),
-            Model::Transformer(m) => m.forward(x),
-        }
+    /// - returns: `[batch, embedding_dim]`
+    fn embedding(&self, x: Tensor<3>) -> Tensor<2>;
+
+    /// Class logits `[batch, num_classes]` from an embedding (dropout, then the last layer).
+    fn classify(&self, embedding: Tensor<2>) -> Tensor<2>;
+
+    /// Writes [`Self::embedding`] into `g`, reading `x` `[N, rows, len]`; returns its value.
+    /// Dropout is the identity at inference and batch-norm uses its running statistics.
+    fn embedding_to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError>;
+
+    /// Writes [`Self::classify`] into `g`, reading an embedding value; returns the logits'.
+    fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError>;
+
+    /// Class logits of windows: the head on the embedding.
+    fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        self.classify(self.embedding(x))
     }
 
-    /// The ONNX graph of this model (call it on trained weights, e.g. a [`Module::valid`]
-    /// copy): input [`ONNX_INPUT`] `[N, rows, len]` with a dynamic batch `N`, output
-    /// [`ONNX_OUTPUT`] `[N, num_classes]` logits, as built for `spec`. Dropout is left out (the
-    /// identity at inference) and BatchNorm uses its running statistics.
-    pub fn to_onnx(&self, spec: &ModelSpec, graph_name: &str) -> Result<GraphBuilder, OnnxError> {
-        let mut g = GraphBuilder::new(graph_name);
-        let x = g.input(
-            ONNX_INPUT,
-            &[Dim::batch(), spec.rows.into(), spec.window_len.into()],
-        )?;
-        let logits = match self {
-            Model::VtCnn2(m) => m.to_onnx(&mut g, &x)?,
-            Model::ResNet1d(m) => m.to_onnx(&mut g, &x)?,
-            Model::Cldnn(m) => m.to_onnx(&mut g, &x)?,
-            Model::Gru2(m) => m.to_onnx(&mut g, &x)?,
-            Model::Transformer(m) => m.to_onnx(&mut g, &x)?,
-        };
-        g.node("Identity", &[&logits], &[ONNX_OUTPUT], vec![])?;
-        g.output(ONNX_OUTPUT, &[Dim::batch(), spec.num_classes.into()])?;
-        Ok(g)
+    /// Writes [`Self::forward`] into `g`, reading `x`; returns the logits' value.
+    fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+        let embedding = self.embedding_to_onnx(g, x)?;
+        self.classify_to_onnx(g, &embedding)
+    }
+
+    /// `trained`, built with options `from`, carried into a model with options `to` (`fresh`
+    /// is one, newly built for `spec`), so that it computes what `trained` computed — a warm
+    /// start into a grown model. By default only equal options carry over; an error says what
+    /// cannot change.
+    fn grow(
+        trained: Self,
+        from: &Self::Options,
+        fresh: Self,
+        to: &Self::Options,
+        spec: &ModelSpec,
+    ) -> Result<Self, String> {
+        let _ = (fresh, spec);
+        if from == to {
+            Ok(trained)
+        } else {
+            Err(format!(
+                "its {} options are {}, this run's {}; a {} model's options cannot change in a \
+                 warm start",
+                Self::NAME,
+                options_json(from),
+                options_json(to),
+                Self::NAME
+            ))
+        }
     }
 }
 
-/// `trained`, a resnet1d without amplitude rows, carried into `wider`, a fresh model of the same
-/// spec but with them; the result computes what `trained` does (see
-/// [`ResNet1d::with_amplitude_rows`]). `None` for any other pair.
-pub fn add_amplitude_rows(trained: Model, wider: Model) -> Option<Model> {
-    match (trained, wider) {
-        (Model::ResNet1d(trained), Model::ResNet1d(wider)) => {
-            trained.with_amplitude_rows(wider).map(Model::ResNet1d)
-        }
-        _ => None,
+fn options_json<O: Serialize>(options: &O) -> String {
+    serde_json::to_string(options).unwrap_or_default()
+}
+
+/// `options` read as architecture `A`'s options; an unknown key or a value of the wrong type
+/// is refused, naming it and listing `A`'s options with their defaults.
+fn typed_options<A: Architecture>(options: &ArchOptions) -> Result<A::Options, TrainError> {
+    let value = Value::Object(options.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        TrainError::param(
+            "arch-opt",
+            format!(
+                "{}: {} ({}'s options and their defaults: {})",
+                e.path(),
+                e.inner(),
+                A::NAME,
+                options_json(&A::Options::default())
+            ),
+        )
+    })
+}
+
+/// `options` with every option of `A` written out, defaults included.
+fn full_options<A: Architecture>(options: &ArchOptions) -> Result<ArchOptions, TrainError> {
+    match serde_json::to_value(typed_options::<A>(options)?) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Ok(ArchOptions::new()),
     }
 }
 
-/// `trained`, a model built for a spec of depth `d`, carried into `deeper`, a fresh model of
-/// the same architecture and spec but a depth above `d`; the result computes what `trained`
-/// does (see [`ResNet1d::deepened`]). `None` for any other pair.
-pub fn deepen(trained: Model, deeper: Model) -> Option<Model> {
-    match (trained, deeper) {
-        (Model::ResNet1d(trained), Model::ResNet1d(deeper)) => {
-            trained.deepened(deeper).map(Model::ResNet1d)
+fn build_one<A: Architecture>(spec: &ModelSpec, device: &Device) -> Result<A, TrainError> {
+    A::build(spec, &typed_options::<A>(&spec.options)?, device)
+}
+
+fn grow_one<A: Architecture>(
+    trained: A,
+    from: &ModelSpec,
+    fresh: A,
+    to: &ModelSpec,
+) -> Result<A, String> {
+    let typed = |s: &ModelSpec| typed_options::<A>(&s.options).map_err(|e| e.to_string());
+    A::grow(trained, &typed(from)?, fresh, &typed(to)?, to)
+}
+
+/// The registry: one line per architecture, `Variant => module::Type`. It makes [`Model`] (an
+/// enum of them all), [`ARCHITECTURES`], and the functions that dispatch on the name.
+macro_rules! registry {
+    ($($variant:ident => $module:ident :: $ty:ident),+ $(,)?) => {
+        /// Architecture names [`build`] knows, in registry order.
+        pub const ARCHITECTURES: &[&str] = &[$(<$module::$ty as Architecture>::NAME),+];
+
+        /// Any model of the registry.
+        #[derive(Module, Debug)]
+        pub enum Model {
+            $($variant($module::$ty)),+
         }
-        _ => None,
+
+        impl Model {
+            /// The registry name of this model's architecture.
+            pub fn arch(&self) -> &'static str {
+                match self {
+                    $(Model::$variant(_) => <$module::$ty as Architecture>::NAME),+
+                }
+            }
+
+            /// The embedding `[batch, E]` of windows `[batch, rows, len]`.
+            pub fn embedding(&self, x: Tensor<3>) -> Tensor<2> {
+                match self {
+                    $(Model::$variant(m) => m.embedding(x)),+
+                }
+            }
+
+            /// Class logits `[batch, num_classes]` from an embedding.
+            pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+                match self {
+                    $(Model::$variant(m) => m.classify(embedding)),+
+                }
+            }
+
+            /// Writes the embedding into `g`, reading `x`; returns its value.
+            pub fn embedding_to_onnx(
+                &self,
+                g: &mut GraphBuilder,
+                x: &str,
+            ) -> Result<String, OnnxError> {
+                match self {
+                    $(Model::$variant(m) => m.embedding_to_onnx(g, x)),+
+                }
+            }
+
+            /// Writes the classifier head into `g`, reading an embedding; returns the logits.
+            pub fn classify_to_onnx(
+                &self,
+                g: &mut GraphBuilder,
+                embedding: &str,
+            ) -> Result<String, OnnxError> {
+                match self {
+                    $(Model::$variant(m) => m.classify_to_onnx(g, embedding)),+
+                }
+            }
+        }
+
+        /// Builds architecture `arch` for `spec` with fresh weights on `device`.
+        pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
+            check_spec(spec)?;
+            $(
+                if arch == <$module::$ty as Architecture>::NAME {
+                    return build_one::<$module::$ty>(spec, device).map(Model::$variant);
+                }
+            )+
+            Err(unknown(arch))
+        }
+
+        /// `options` checked against `arch`'s options and written out in full (defaults
+        /// included): what run configs and model cards record.
+        pub fn normalize_options(
+            arch: &str,
+            options: &ArchOptions,
+        ) -> Result<ArchOptions, TrainError> {
+            $(
+                if arch == <$module::$ty as Architecture>::NAME {
+                    return full_options::<$module::$ty>(options);
+                }
+            )+
+            Err(unknown(arch))
+        }
+
+        /// `trained`, built for `from`, carried into `fresh`, built for `to` (the same
+        /// architecture and shape, other options), computing what `trained` did
+        /// ([`Architecture::grow`]).
+        pub fn grow(
+            trained: Model,
+            from: &ModelSpec,
+            fresh: Model,
+            to: &ModelSpec,
+        ) -> Result<Model, String> {
+            match (trained, fresh) {
+                $(
+                    (Model::$variant(t), Model::$variant(f)) => {
+                        grow_one(t, from, f, to).map(Model::$variant)
+                    }
+                )+
+                (t, f) => Err(format!(
+                    "a {} model cannot be carried into a {} model",
+                    t.arch(),
+                    f.arch()
+                )),
+            }
+        }
+    };
+}
+
+registry! {
+    VtCnn2 => vtcnn2::VtCnn2,
+    ResNet1d => resnet1d::ResNet1d,
+    Cldnn => cldnn::Cldnn,
+    Gru2 => gru2::Gru2,
+    Transformer => transformer::Transformer,
+}
+
+fn unknown(arch: &str) -> TrainError {
+    TrainError::UnknownArch {
+        name: arch.to_string(),
+        known: ARCHITECTURES.join(", "),
     }
 }
 
-/// Builds architecture `arch` for `spec` with fresh weights on `device`.
-pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
+fn check_spec(spec: &ModelSpec) -> Result<(), TrainError> {
     if !(spec.width.is_finite() && spec.width > 0.0) {
         return Err(TrainError::param(
             "width",
@@ -156,94 +395,156 @@ pub fn build(arch: &str, spec: &ModelSpec, device: &Device) -> Result<Model, Tra
             format!("is {}; expected a probability in [0, 1)", spec.dropout),
         ));
     }
-    if spec.depth == 0 || (spec.depth != 1 && arch != "resnet1d") {
-        return Err(TrainError::param(
-            "depth",
-            format!(
-                "is {} for '{arch}'; expected 1, or for resnet1d any count of residual blocks \
-                 per stage from 1",
-                spec.depth
-            ),
-        ));
-    }
-    if spec.amplitude_rows && (arch != "resnet1d" || !spec.rows.is_multiple_of(2)) {
-        return Err(TrainError::param(
-            "amplitude_rows",
-            format!(
-                "is on for '{arch}' with {} input rows; only resnet1d over I/Q rows (an even \
-                 count) takes amplitude rows",
-                spec.rows
-            ),
-        ));
-    }
-    let scaled = |n: usize| ((n as f64 * spec.width).round() as usize).max(1);
-    match arch {
-        "vtcnn2" => Ok(Model::VtCnn2(
-            VtCnn2Config::new(spec.num_classes, spec.window_len)
-                .with_rows(spec.rows)
-                .with_dropout(spec.dropout)
-                .with_conv1_filters(scaled(256))
-                .with_conv2_filters(scaled(80))
-                .with_dense_units(scaled(256))
-                .init(device),
-        )),
-        "resnet1d" => {
-            // Long windows (RadioML 2018's 1024 samples) get a stride-2 stem and two more
-            // stages, so the last stage still sees about 16 time steps.
-            let mut defaults = ResNet1dConfig::new(spec.num_classes);
-            if spec.window_len >= 512 {
-                defaults = defaults
-                    .with_stem_stride(2)
-                    .with_stage_channels(vec![32, 48, 64, 64, 96, 128]);
-            }
-            Ok(Model::ResNet1d(
-                defaults
-                    .clone()
-                    .with_rows(spec.rows)
-                    .with_dropout(spec.dropout)
-                    .with_stem_channels(scaled(defaults.stem_channels))
-                    .with_stem_stride(defaults.stem_stride)
-                    .with_blocks_per_stage(spec.depth)
-                    .with_amplitude_rows(spec.amplitude_rows)
-                    .with_stage_channels(
-                        defaults.stage_channels.iter().map(|&c| scaled(c)).collect(),
-                    )
-                    .init(device),
-            ))
+    Ok(())
+}
+
+/// Parses `--arch-opt key=value` pairs into options: a value is read as JSON when it is JSON
+/// (`3`, `true`, `0.5`, `[32,64]`), as a string otherwise. A key given twice is refused.
+pub fn parse_arch_opts(pairs: &[String]) -> Result<ArchOptions, TrainError> {
+    let mut options = ArchOptions::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(TrainError::param(
+                "arch-opt",
+                format!("is '{pair}'; expected key=value, e.g. depth=2"),
+            ));
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(TrainError::param(
+                "arch-opt",
+                format!("is '{pair}'; the key before '=' is empty"),
+            ));
         }
-        "cldnn" => Ok(Model::Cldnn(
-            CldnnConfig::new(spec.num_classes)
-                .with_rows(spec.rows)
-                .with_dropout(spec.dropout)
-                .with_conv_filters(scaled(50))
-                .with_lstm_units(scaled(50))
-                .with_dense_units(scaled(256))
-                .init(device),
-        )),
-        "gru2" => Ok(Model::Gru2(
-            Gru2Config::new(spec.num_classes)
-                .with_rows(spec.rows)
-                .with_dropout(spec.dropout)
-                .with_units1(scaled(128))
-                .with_units2(scaled(128))
-                .init(device),
-        )),
-        "transformer" => {
-            let heads = 4;
-            let config = TransformerConfig::new(spec.num_classes, spec.window_len)
-                .with_rows(spec.rows)
-                .with_dropout(spec.dropout)
-                .with_n_heads(heads)
-                .with_d_model(scaled(64 / heads) * heads)
-                .with_d_ff(scaled(128));
-            if let Some(problem) = config.problem() {
-                return Err(TrainError::param("arch", format!("transformer: {problem}")));
-            }
-            Ok(Model::Transformer(config.init(device)))
+        let value = serde_json::from_str(value.trim())
+            .unwrap_or_else(|_| Value::String(value.trim().to_string()));
+        if options.insert(key.to_string(), value).is_some() {
+            return Err(TrainError::param(
+                "arch-opt",
+                format!("gives '{key}' twice"),
+            ));
         }
-        _ => Err(TrainError::UnknownArch {
-            name: arch.to_string(),
-            known: ARCHITECTURES.join(", "),
-        }),
+    }
+    Ok(options)
+}
+
+impl Model {
+    /// Class logits.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, rows, len]`
+    /// - returns: `[batch, num_classes]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        self.classify(self.embedding(x))
+    }
+
+    /// The ONNX graph of this model (call it on trained weights, e.g. a [`Module::valid`]
+    /// copy): input [`ONNX_INPUT`] `[N, rows, len]` with a dynamic batch `N`, output
+    /// [`ONNX_OUTPUT`] `[N, num_classes]` logits, as built for `spec`. Dropout is left out (the
+    /// identity at inference) and BatchNorm uses its running statistics.
+    pub fn to_onnx(&self, spec: &ModelSpec, graph_name: &str) -> Result<GraphBuilder, OnnxError> {
+        let mut g = GraphBuilder::new(graph_name);
+        let x = g.input(
+            ONNX_INPUT,
+            &[Dim::batch(), spec.rows.into(), spec.window_len.into()],
+        )?;
+        let embedding = self.embedding_to_onnx(&mut g, &x)?;
+        let logits = self.classify_to_onnx(&mut g, &embedding)?;
+        g.node("Identity", &[&logits], &[ONNX_OUTPUT], vec![])?;
+        g.output(ONNX_OUTPUT, &[Dim::batch(), spec.num_classes.into()])?;
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(options: ArchOptions) -> ModelSpec {
+        ModelSpec {
+            num_classes: 3,
+            rows: 2,
+            window_len: 16,
+            dropout: 0.0,
+            width: 0.25,
+            representation: Representation::Iq,
+            options,
+        }
+    }
+
+    #[test]
+    fn arch_opts_parse_as_json_or_text_and_refuse_repeats() {
+        let o = parse_arch_opts(&["depth=2".into(), "amplitude_rows=true".into()]).unwrap();
+        assert_eq!(o["depth"], Value::from(2));
+        assert_eq!(o["amplitude_rows"], Value::Bool(true));
+        let o = parse_arch_opts(&["name=abc".into()]).unwrap();
+        assert_eq!(o["name"], Value::String("abc".into()));
+        let e = parse_arch_opts(&["depth".into()]).unwrap_err().to_string();
+        assert!(
+            e.contains("'arch-opt' is 'depth'") && e.contains("key=value"),
+            "{e}"
+        );
+        let e = parse_arch_opts(&["depth=1".into(), "depth=2".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'depth' twice"), "{e}");
+    }
+
+    #[test]
+    fn options_are_checked_against_the_architecture_and_written_in_full() {
+        let full = normalize_options("resnet1d", &ArchOptions::new()).unwrap();
+        assert_eq!(full["depth"], Value::from(1));
+        assert_eq!(full["amplitude_rows"], Value::Bool(false));
+        let asked = parse_arch_opts(&["depth=3".into()]).unwrap();
+        assert_eq!(
+            normalize_options("resnet1d", &asked).unwrap()["depth"],
+            Value::from(3)
+        );
+        // A key the architecture does not have, or a value of the wrong type, is named.
+        let e = normalize_options("gru2", &asked).unwrap_err().to_string();
+        assert!(e.contains("'arch-opt'") && e.contains("depth"), "{e}");
+        let bad = parse_arch_opts(&["depth=deep".into()]).unwrap();
+        let e = build("resnet1d", &spec(bad), &Device::flex())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("depth") && e.contains("resnet1d's options"),
+            "{e}"
+        );
+        let e = build("nope", &spec(ArchOptions::new()), &Device::flex())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown architecture 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn every_architecture_builds_and_its_forward_is_the_head_on_the_embedding() {
+        let device = Device::flex();
+        for arch in ARCHITECTURES {
+            let model = build(arch, &spec(ArchOptions::new()), &device).unwrap();
+            assert_eq!(model.arch(), *arch);
+            let x = Tensor::<3>::ones([2, 2, 16], &device);
+            let e = model.embedding(x.clone());
+            assert_eq!(e.dims()[0], 2, "{arch}");
+            let a: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+            let b: Vec<f32> = model.classify(e).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(a, b, "{arch}");
+            assert_eq!(a.len(), 6, "{arch}");
+        }
+    }
+
+    #[test]
+    fn specs_written_before_options_existed_read_into_options() {
+        let old = r#"{"num_classes":11,"rows":2,"window_len":128,"dropout":0.5,"width":1.0,
+                      "depth":2,"amplitude_rows":true}"#;
+        let s: ModelSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(s.options["depth"], Value::from(2));
+        assert_eq!(s.options["amplitude_rows"], Value::Bool(true));
+        let published = r#"{"num_classes":11,"rows":2,"window_len":128,"dropout":0.5,
+                            "width":1.0,"depth":1,"amplitude_rows":false}"#;
+        let s: ModelSpec = serde_json::from_str(published).unwrap();
+        assert!(s.options.is_empty());
+        let back: ModelSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 }

@@ -281,8 +281,8 @@ mod tests {
             window_len: 32,
             dropout: 0.0,
             width: 0.25,
-            depth: 1,
-            amplitude_rows: false,
+            representation: crate::dsp::repr::Representation::Iq,
+            options: Default::default(),
         }
     }
 

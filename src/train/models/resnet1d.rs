@@ -50,9 +50,13 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::onnx_layers;
+use serde::{Deserialize, Serialize};
+
+use super::{Architecture, ModelSpec, onnx_layers};
+use crate::dsp::repr::Representation;
 use crate::onnx::ops::{self, PoolOptions};
 use crate::onnx::{GraphBuilder, OnnxError};
+use crate::train::TrainError;
 
 /// Configuration of [`ResNet1d`].
 #[derive(Config, Debug)]
@@ -251,13 +255,83 @@ fn append_amplitude_rows(x: Tensor<3>) -> Tensor<3> {
     Tensor::cat(vec![x, amplitude], 1)
 }
 
-impl ResNet1d {
-    /// Logits for a batch of windows.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, rows, len]`
-    /// - returns: `[batch, num_classes]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+/// resnet1d's own options (`--arch-opt key=value`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResNet1dOptions {
+    /// Residual blocks per stage (1 as published). A warm start from a shallower model carries
+    /// its layers over and starts each added block as the identity.
+    pub depth: usize,
+    /// Append each channel's amplitude `√(I² + Q²)` to its I/Q rows inside the model (off as
+    /// published); needs I/Q input. A warm start from a model without them starts the stem's
+    /// weights for them at 0.
+    pub amplitude_rows: bool,
+}
+
+impl Default for ResNet1dOptions {
+    fn default() -> Self {
+        Self {
+            depth: 1,
+            amplitude_rows: false,
+        }
+    }
+}
+
+impl Architecture for ResNet1d {
+    const NAME: &'static str = "resnet1d";
+    type Options = ResNet1dOptions;
+
+    fn build(
+        spec: &ModelSpec,
+        options: &ResNet1dOptions,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        if options.depth == 0 {
+            return Err(TrainError::param(
+                "arch-opt",
+                "depth is 0; expected at least 1 residual block per stage",
+            ));
+        }
+        if options.amplitude_rows
+            && (spec.representation != Representation::Iq || !spec.rows.is_multiple_of(2))
+        {
+            return Err(TrainError::param(
+                "arch-opt",
+                format!(
+                    "amplitude_rows is on with {} {:?} input rows; the amplitude is computed \
+                     from I/Q rows (pass --representation iq)",
+                    spec.rows, spec.representation
+                ),
+            ));
+        }
+        // Long windows (RadioML 2018's 1024 samples) get a stride-2 stem and two more stages,
+        // so the last stage still sees about 16 time steps.
+        let mut defaults = ResNet1dConfig::new(spec.num_classes);
+        if spec.window_len >= 512 {
+            defaults = defaults
+                .with_stem_stride(2)
+                .with_stage_channels(vec![32, 48, 64, 64, 96, 128]);
+        }
+        Ok(defaults
+            .clone()
+            .with_rows(spec.rows)
+            .with_dropout(spec.dropout)
+            .with_stem_channels(spec.scaled(defaults.stem_channels))
+            .with_stem_stride(defaults.stem_stride)
+            .with_blocks_per_stage(options.depth)
+            .with_amplitude_rows(options.amplitude_rows)
+            .with_stage_channels(
+                defaults
+                    .stage_channels
+                    .iter()
+                    .map(|&c| spec.scaled(c))
+                    .collect(),
+            )
+            .init(device))
+    }
+
+    /// The globally average-pooled features of the last stage, `[batch, channels]`.
+    fn embedding(&self, x: Tensor<3>) -> Tensor<2> {
         let x = if self.amplitude_rows {
             append_amplitude_rows(x) // [batch, rows + rows / 2, len]
         } else {
@@ -275,14 +349,14 @@ impl ResNet1d {
                 x = self.pool.forward(x);
             }
         }
-        let x: Tensor<2> = x.mean_dim(2).squeeze_dim(2); // [batch, channels]
-        self.classifier.forward(self.dropout.forward(x)) // [batch, num_classes]
+        x.mean_dim(2).squeeze_dim(2) // [batch, channels]
     }
 
-    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
-    /// `[N, num_classes]`. Dropout is the identity at inference; BatchNorm uses its running
-    /// statistics.
-    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+    fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        self.classifier.forward(self.dropout.forward(embedding)) // [batch, num_classes]
+    }
+
+    fn embedding_to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
         let pool = {
             let p = &self.pool;
             let pads = match p.padding {
@@ -325,13 +399,74 @@ impl ResNet1d {
             }
         }
         let x = ops::global_avg_pool(g, &x)?; // [N, channels, 1]
-        let x = ops::flatten(g, &x, 1)?; // [N, channels]
+        ops::flatten(g, &x, 1) // [N, channels]
+    }
+
+    fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError> {
         ops::gemm(
             g,
             "classifier",
-            &x,
+            embedding,
             &onnx_layers::linear(&self.classifier, "classifier")?,
         )
+    }
+
+    /// A model made deeper and/or given amplitude rows computes what `trained` did: the added
+    /// blocks start as the identity ([`ResNet1d::deepened`]), the stem's weights for the
+    /// amplitude rows at 0 ([`ResNet1d::with_amplitude_rows`]). Depth never shrinks and
+    /// amplitude rows are never removed.
+    fn grow(
+        trained: Self,
+        from: &ResNet1dOptions,
+        fresh: Self,
+        to: &ResNet1dOptions,
+        spec: &ModelSpec,
+    ) -> Result<Self, String> {
+        if from == to {
+            return Ok(trained);
+        }
+        if from.depth > to.depth {
+            return Err(format!(
+                "its model has depth {}, this run's {}; a resnet1d can be made deeper, never \
+                 shallower (pass --arch-opt depth={}, or more)",
+                from.depth, to.depth, from.depth
+            ));
+        }
+        if from.amplitude_rows && !to.amplitude_rows {
+            return Err(
+                "its model takes amplitude rows, this run's does not; they can be \
+                        added, never removed (pass --arch-opt amplitude_rows=true)"
+                    .into(),
+            );
+        }
+        let wider = !from.amplitude_rows && to.amplitude_rows;
+        let mut grown = trained;
+        if from.depth < to.depth {
+            // The fresh blocks come from the run's own model unless it still has to gain the
+            // amplitude rows after this step.
+            let target = if wider {
+                let deeper = ResNet1dOptions {
+                    depth: to.depth,
+                    amplitude_rows: false,
+                };
+                let device = fresh.stem.conv.weight.val().device();
+                Self::build(spec, &deeper, &device).map_err(|e| e.to_string())?
+            } else {
+                fresh.clone()
+            };
+            grown = grown.deepened(target).ok_or_else(|| {
+                format!(
+                    "its depth-{} resnet1d does not fit this run's depth-{} layout",
+                    from.depth, to.depth
+                )
+            })?;
+        }
+        if wider {
+            grown = grown
+                .with_amplitude_rows(fresh)
+                .ok_or("its resnet1d does not fit this run's layout with amplitude rows")?;
+        }
+        Ok(grown)
     }
 }
 

@@ -35,9 +35,12 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
-use super::onnx_layers;
+use serde::{Deserialize, Serialize};
+
+use super::{Architecture, ModelSpec, onnx_layers};
 use crate::onnx::proto::AttributeProto;
 use crate::onnx::{GraphBuilder, OnnxError, ops};
+use crate::train::TrainError;
 
 /// Configuration of [`Transformer`].
 #[derive(Config, Debug)]
@@ -143,26 +146,49 @@ impl TransformerConfig {
     }
 }
 
-impl Transformer {
-    /// Logits for a batch of windows.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, rows, len]`
-    /// - returns: `[batch, num_classes]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+/// The Transformer has no options of its own yet (`width` scales it; 4 heads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformerOptions {}
+
+impl Architecture for Transformer {
+    const NAME: &'static str = "transformer";
+    type Options = TransformerOptions;
+
+    fn build(
+        spec: &ModelSpec,
+        _: &TransformerOptions,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let heads = 4;
+        let config = TransformerConfig::new(spec.num_classes, spec.window_len)
+            .with_rows(spec.rows)
+            .with_dropout(spec.dropout)
+            .with_n_heads(heads)
+            .with_d_model(spec.scaled(64 / heads) * heads)
+            .with_d_ff(spec.scaled(128));
+        if let Some(problem) = config.problem() {
+            return Err(TrainError::param("arch", format!("transformer: {problem}")));
+        }
+        Ok(config.init(device))
+    }
+
+    /// The encoder's output tokens, layer-normed and mean-pooled, `[batch, d_model]`.
+    fn embedding(&self, x: Tensor<3>) -> Tensor<2> {
         let x = self.patch_embed.forward(x); // [batch, d_model, tokens]
         let x = x.swap_dims(1, 2); // [batch, tokens, d_model]
         let x = x + self.position.val().unsqueeze_dim(0); // [batch, tokens, d_model]
         let x = self.dropout.forward(x);
         let x = self.encoder.forward(TransformerEncoderInput::new(x)); // [batch, tokens, d_model]
         let x = self.norm.forward(x);
-        let pooled: Tensor<2> = x.mean_dim(1).squeeze_dim(1); // [batch, d_model]
-        self.head.forward(pooled) // [batch, num_classes]
+        x.mean_dim(1).squeeze_dim(1) // [batch, d_model]
     }
 
-    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
-    /// `[N, num_classes]`.
-    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+    fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        self.head.forward(embedding) // [batch, num_classes]
+    }
+
+    fn embedding_to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
         let eps = self.layer_norm_eps;
         let (w, opts) = onnx_layers::conv1d(&self.patch_embed, "patch_embed")?;
         let x = ops::conv(g, "patch_embed", x, &w, &opts)?; // [N, d_model, tokens]
@@ -218,7 +244,7 @@ impl Transformer {
             &x,
             &onnx_layers::layer_norm(&self.norm, eps, "norm")?,
         )?;
-        let pooled = g.op(
+        g.op(
             "ReduceMean",
             &[&x],
             vec![
@@ -226,11 +252,14 @@ impl Transformer {
                 AttributeProto::int("keepdims", 0),
             ],
             "pooled",
-        )?; // [N, d_model]
+        ) // [N, d_model]
+    }
+
+    fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError> {
         ops::gemm(
             g,
             "head",
-            &pooled,
+            embedding,
             &onnx_layers::linear(&self.head, "head")?,
         )
     }

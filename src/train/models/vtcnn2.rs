@@ -23,8 +23,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 
-use super::onnx_layers;
+use serde::{Deserialize, Serialize};
+
+use super::{Architecture, ModelSpec, onnx_layers};
 use crate::onnx::{GraphBuilder, OnnxError, ops};
+use crate::train::TrainError;
 
 /// Configuration of [`VtCnn2`].
 #[derive(Config, Debug)]
@@ -86,27 +89,41 @@ impl VtCnn2Config {
     }
 }
 
-impl VtCnn2 {
-    /// Logits for a batch of windows.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, rows, len]`
-    /// - returns: `[batch, num_classes]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+/// VT-CNN2 has no options of its own (`width` scales it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VtCnn2Options {}
+
+impl Architecture for VtCnn2 {
+    const NAME: &'static str = "vtcnn2";
+    type Options = VtCnn2Options;
+
+    fn build(spec: &ModelSpec, _: &VtCnn2Options, device: &Device) -> Result<Self, TrainError> {
+        Ok(VtCnn2Config::new(spec.num_classes, spec.window_len)
+            .with_rows(spec.rows)
+            .with_dropout(spec.dropout)
+            .with_conv1_filters(spec.scaled(256))
+            .with_conv2_filters(spec.scaled(80))
+            .with_dense_units(spec.scaled(256))
+            .init(device))
+    }
+
+    /// The hidden dense layer's activations, `[batch, dense_units]`.
+    fn embedding(&self, x: Tensor<3>) -> Tensor<2> {
         let x: Tensor<4> = x.unsqueeze_dim(1); // [batch, 1, rows, len]
         let x = self.conv1.forward(x); // [batch, conv1_filters, rows, len + 2]
         let x = self.dropout.forward(self.relu.forward(x));
         let x = self.conv2.forward(x); // [batch, conv2_filters, 1, len + 4]
         let x = self.dropout.forward(self.relu.forward(x));
         let x: Tensor<2> = x.flatten(1, 3); // [batch, conv2_filters · (len + 4)]
-        let x = self.dense1.forward(x); // [batch, dense_units]
-        let x = self.dropout.forward(self.relu.forward(x));
-        self.dense2.forward(x) // [batch, num_classes]
+        self.relu.forward(self.dense1.forward(x)) // [batch, dense_units]
     }
 
-    /// Writes the model into `g`, reading `x` `[N, rows, len]`; returns the logits value
-    /// `[N, num_classes]`. Dropout is the identity at inference.
-    pub fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
+    fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        self.dense2.forward(self.dropout.forward(embedding)) // [batch, num_classes]
+    }
+
+    fn embedding_to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
         let [_, _, rows, _] = self.conv2.weight.dims(); // the second kernel spans all rows
         let x = ops::reshape(g, x, &[0, 1, rows as i64, -1])?; // [N, 1, rows, len]
         let (w, opts) = onnx_layers::conv2d(&self.conv1, "conv1")?;
@@ -122,11 +139,14 @@ impl VtCnn2 {
             &x,
             &onnx_layers::linear(&self.dense1, "dense1")?,
         )?;
-        let x = ops::relu(g, &x)?;
+        ops::relu(g, &x)
+    }
+
+    fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError> {
         ops::gemm(
             g,
             "dense2",
-            &x,
+            embedding,
             &onnx_layers::linear(&self.dense2, "dense2")?,
         )
     }
