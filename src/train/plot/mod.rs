@@ -4,6 +4,9 @@
 //! - [`canvas`]: [`Canvas`] — rectangles, lines, discs and text on RGB pixels; PNG output.
 //! - [`accuracy`]: accuracy against SNR, overall and per class, with the chance level
 //!   ([`accuracy_vs_snr`], always [`ACCURACY_SIZE`]).
+//! - [`lines`]: the generic line chart — curves against SNR, a linear or log y axis, dashed
+//!   reference levels, a legend ([`line_chart`], always [`LINE_SIZE`]); the accuracy chart is
+//!   one, so is the angle-error chart (MAE against SNR beside MUSIC and the Cramér–Rao bound).
 //! - [`confusion`]: the row-normalised confusion matrix as a heat map with class names on both
 //!   axes, percentages in the cells and window counts per row ([`confusion_matrix`], sized by
 //!   [`confusion_size`]).
@@ -14,12 +17,14 @@
 pub mod accuracy;
 pub mod canvas;
 pub mod confusion;
+pub mod lines;
 
 use std::path::PathBuf;
 
 pub use accuracy::{ACCURACY_SIZE, AccuracyChart, Series, accuracy_vs_snr};
 pub use canvas::{Align, Canvas, Rgb, TextStyle, Weight};
 pub use confusion::{ConfusionChart, confusion_matrix, confusion_size};
+pub use lines::{LINE_SIZE, Line, LineChart, Reference, YAxis, line_chart};
 
 /// Why a chart could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
