@@ -190,6 +190,11 @@ struct TrainArgs {
     /// refused with the architecture's list.
     #[arg(long = "arch-opt", value_name = "KEY=VALUE")]
     arch_opt: Vec<String>,
+    /// The objective as JSON, or a file holding it [default: {"kind":"classify","loss":
+    /// {"name":"cross_entropy"}}]; e.g. focal loss: {"kind":"classify","loss":{"name":"focal",
+    /// "gamma":2}}.
+    #[arg(long, value_name = "JSON|FILE")]
+    objective: Option<String>,
     /// Same as --arch-opt depth=N (the spelling of earlier recorded commands).
     #[arg(long, hide = true)]
     depth: Option<usize>,
@@ -205,6 +210,10 @@ struct TrainArgs {
     /// Use only the first N windows (a balanced prefix of the dataset).
     #[arg(long)]
     max_windows: Option<usize>,
+    /// Where the raw windows live while training: memory (read once) or stream (read from
+    /// x.npy per batch, for sets larger than memory) [default: memory]. Either trains the same.
+    #[arg(long)]
+    residency: Option<String>,
     /// Normalisation: none, unit_rms, l1 or peak [default: unit_rms].
     #[arg(long)]
     normalization: Option<String>,
@@ -464,6 +473,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--dropout", args.dropout.is_some()),
             ("--width", args.width.is_some()),
             ("--arch-opt", !args.arch_opt.is_empty()),
+            ("--objective", args.objective.is_some()),
             ("--depth", args.depth.is_some()),
             ("--amplitude-rows", args.amplitude_rows),
             ("--seed", args.seed.is_some()),
@@ -475,12 +485,15 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
             anyhow::bail!(
                 "{flag} is not accepted with --resume: a resumed run keeps the settings in {} \
-                 (only --epochs and --patience may be given)",
+                 (only --epochs, --patience and --residency may be given)",
                 args.out.join("config.json").display()
             );
         }
-        let config = TrainConfig::load(&args.out)
+        let mut config = TrainConfig::load(&args.out)
             .with_context(|| format!("resuming the run in {}", args.out.display()))?;
+        if let Some(v) = &args.residency {
+            config.prep.residency = v.parse()?;
+        }
         if let Some(arch) = &args.arch
             && *arch != config.arch
         {
@@ -534,10 +547,16 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             pairs.push("amplitude_rows=true".into());
         }
         config.arch_options = specwatch::train::models::parse_arch_opts(&pairs)?;
+        if let Some(text) = &args.objective {
+            config.objective = parse_objective(text)?;
+        }
         if let Some(v) = args.seed {
             config.seed = v;
         }
         config.prep.max_windows = args.max_windows;
+        if let Some(v) = &args.residency {
+            config.prep.residency = v.parse()?;
+        }
         if let Some(v) = &args.normalization {
             config.prep.normalization = parse_normalization(v)?;
         }
@@ -588,6 +607,28 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// `--objective`: JSON, or the path of a file holding it.
+#[cfg(feature = "train")]
+fn parse_objective(text: &str) -> anyhow::Result<specwatch::train::objective::ObjectiveConfig> {
+    let path = std::path::Path::new(text);
+    let (json, from) = if !text.trim_start().starts_with('{') && path.is_file() {
+        let json = std::fs::read_to_string(path)
+            .with_context(|| format!("--objective: reading {}", path.display()))?;
+        (json, format!(" in {}", path.display()))
+    } else {
+        (text.to_string(), String::new())
+    };
+    let mut de = serde_json::Deserializer::from_str(&json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        anyhow::anyhow!(
+            "--objective{from}: {} at '{}'; expected e.g. {{\"kind\":\"classify\",\"loss\":\
+             {{\"name\":\"focal\",\"gamma\":2}}}}",
+            e.inner(),
+            e.path()
+        )
+    })
 }
 
 #[cfg(feature = "train")]

@@ -1,12 +1,17 @@
-//! Dataset folder → training data: every window goes through the same `dsp` preprocessing the
-//! daemon runs ([`Normalization::apply`], then [`Representation::write`]) into one planar f32
-//! array `[N, 2C, L]`; a split stratified by class and SNR; batches as burn tensors.
+//! Dataset folder → batches: raw windows from a [`WindowSource`] (held in memory or streamed
+//! from `x.npy`, [`Residency`]), each through the same `dsp` preprocessing the daemon runs
+//! ([`Normalization::apply`], then [`Representation::write`]) into planar f32 rows `[B, 2C, L]`,
+//! with the windows' classes, true SNRs and angles; a split stratified by class and SNR.
+//!
+//! Preprocessing happens per batch, so a training set need not fit in memory once streamed
+//! (memory then holds the labels, SNRs, angles and one batch), and augmentations can act on the
+//! raw IQ before it.
 //!
 //! Datasets are laid out round-robin over class and SNR, so a prefix of `max_windows` windows
 //! is itself balanced; [`PrepOptions::max_windows`] takes such a prefix.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
@@ -14,13 +19,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{TrainError, read_json, write_json};
+use super::source::{self, RawBatch, Residency, WindowSource};
+use super::{TrainError, read_json, sampler, write_json};
 use crate::dsp::normalize::Normalization;
 use crate::dsp::repr::{ReprWorkspace, Representation};
-use crate::iq::dataset::{Dataset, Manifest};
-
-/// Windows read from the dataset file per chunk while preprocessing.
-const READ_CHUNK: usize = 4096;
+use crate::iq::dataset::Manifest;
 
 /// How windows become model input.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -29,6 +32,10 @@ pub struct PrepOptions {
     pub representation: Representation,
     /// Use only the first `max_windows` windows (a balanced prefix).
     pub max_windows: Option<usize>,
+    /// Whether the raw windows are held in memory or read from disk per batch (configs written
+    /// before this field existed: memory).
+    #[serde(default)]
+    pub residency: Residency,
 }
 
 impl Default for PrepOptions {
@@ -37,6 +44,7 @@ impl Default for PrepOptions {
             normalization: Normalization::UnitRms,
             representation: Representation::Iq,
             max_windows: None,
+            residency: Residency::Memory,
         }
     }
 }
@@ -62,129 +70,138 @@ pub fn parse_representation(name: &str) -> Result<Representation, TrainError> {
     })
 }
 
-/// A dataset preprocessed into model input, held in memory.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// The dataset folder.
-    pub dir: PathBuf,
-    pub manifest: Manifest,
-    /// SHA-256 of `manifest.json` ([`Manifest::digest_of_file`]).
-    pub manifest_digest: String,
+/// A dataset's windows served as batches (see the module documentation).
+pub struct Batcher {
+    source: Box<dyn WindowSource>,
     pub options: PrepOptions,
-    /// Model input, row-major `[n, rows, len]`.
-    pub x: Vec<f32>,
-    /// Class index per window.
-    pub labels: Vec<i64>,
-    /// True SNR (dB) per window.
-    pub snr_db: Vec<f32>,
     /// Rows per window: 2 × channels.
     pub rows: usize,
     /// Samples per row.
-    pub len: usize,
+    pub window_len: usize,
+    ws: ReprWorkspace,
 }
 
-impl Prepared {
-    /// Number of windows.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    pub fn num_classes(&self) -> usize {
-        self.manifest.classes.len()
-    }
-
-    /// Window `i` as `rows × len` values.
-    pub fn window(&self, i: usize) -> &[f32] {
-        let w = self.rows * self.len;
-        &self.x[i * w..(i + 1) * w]
-    }
-
-    /// The windows `indices` as a batch on `device`: inputs `[B, rows, len]`, targets `[B]`.
-    pub fn batch(&self, indices: &[u32], device: &Device) -> Batch {
-        let w = self.rows * self.len;
-        let mut x = Vec::with_capacity(indices.len() * w);
-        let mut y = Vec::with_capacity(indices.len());
-        for &i in indices {
-            x.extend_from_slice(self.window(i as usize));
-            y.push(self.labels[i as usize]);
-        }
-        let b = indices.len();
-        Batch {
-            inputs: Tensor::from_data(TensorData::new(x, [b, self.rows, self.len]), device),
-            targets: Tensor::from_data(TensorData::new(y, [b]), device),
-        }
-    }
-}
-
-/// One batch: inputs `[B, 2C, L]` and class targets `[B]`.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    pub inputs: Tensor<3>,
-    pub targets: Tensor<1, Int>,
-}
-
-/// Opens the dataset folder `dir` (its manifest checked by [`Dataset::open`]) and preprocesses
-/// every window (or the first `options.max_windows`) through `dsp`.
-pub fn prepare(dir: &Path, options: PrepOptions) -> Result<Prepared, TrainError> {
-    let mut dataset = Dataset::open(dir)?;
-    let manifest = dataset.manifest.clone();
-    let manifest_digest = Manifest::digest_of_file(dir)?;
-    let n = match options.max_windows {
-        Some(0) => {
+impl Batcher {
+    /// Opens the dataset folder `dir` (its manifest checked by [`crate::iq::dataset::Dataset::open`]) to serve its
+    /// windows (or the first `options.max_windows`) preprocessed as `options` says.
+    pub fn open(dir: &Path, options: PrepOptions) -> Result<Self, TrainError> {
+        if options.max_windows == Some(0) {
             return Err(TrainError::param(
                 "max-windows",
                 "is 0; expected at least 1 window",
             ));
         }
-        Some(m) => m.min(dataset.len()),
-        None => dataset.len(),
-    };
-    if n == 0 {
-        return Err(TrainError::Run {
-            dir: dir.to_path_buf(),
-            problem: "the dataset holds no windows".into(),
-        });
+        let source = source::open(dir, options.residency, options.max_windows)?;
+        Self::new(source, options)
     }
-    let channels = manifest.channels;
-    let len = manifest.window_len;
-    options.representation.check_len(len)?;
-    let [rows, _] = options.representation.shape(channels, len);
 
-    let mut labels = dataset.labels()?;
-    labels.truncate(n);
-    let mut snr_db = dataset.snr_db()?;
-    snr_db.truncate(n);
-
-    let per_window = channels * len;
-    let mut x = Vec::with_capacity(n * rows * len);
-    let mut ws = ReprWorkspace::new();
-    let mut start = 0;
-    while start < n {
-        let count = READ_CHUNK.min(n - start);
-        let mut chunk = dataset.read_windows(start, count)?;
-        for window in chunk.chunks_exact_mut(per_window) {
-            options.normalization.apply(window);
-            options
-                .representation
-                .write(window, channels, &mut ws, &mut x)?;
+    /// Serves the windows of `source`, preprocessed as `options` says.
+    pub fn new(source: Box<dyn WindowSource>, options: PrepOptions) -> Result<Self, TrainError> {
+        if source.is_empty() {
+            return Err(TrainError::Run {
+                dir: source.dir().to_path_buf(),
+                problem: "the dataset holds no windows".into(),
+            });
         }
-        start += count;
+        let len = source.window_len();
+        options.representation.check_len(len)?;
+        let [rows, _] = options.representation.shape(source.channels(), len);
+        Ok(Self {
+            source,
+            options,
+            rows,
+            window_len: len,
+            ws: ReprWorkspace::new(),
+        })
     }
-    Ok(Prepared {
-        dir: dir.to_path_buf(),
-        manifest,
-        manifest_digest,
-        options,
-        x,
-        labels,
-        snr_db,
-        rows,
-        len,
-    })
+
+    /// The window source.
+    pub fn source(&self) -> &dyn WindowSource {
+        self.source.as_ref()
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        self.source.manifest()
+    }
+
+    /// SHA-256 of `manifest.json` ([`Manifest::digest_of_file`]).
+    pub fn manifest_digest(&self) -> &str {
+        self.source.manifest_digest()
+    }
+
+    /// Number of windows served (the dataset, or its `max_windows` prefix).
+    pub fn len(&self) -> usize {
+        self.source.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.source.manifest().classes.len()
+    }
+
+    /// The raw windows `indices`, in that order.
+    pub fn raw(&mut self, indices: &[u32]) -> Result<RawBatch, TrainError> {
+        self.source.read(indices)
+    }
+
+    /// The windows `indices` as a batch on `device` (see [`Batcher::preprocess`]).
+    pub fn batch(&mut self, indices: &[u32], device: &Device) -> Result<Batch, TrainError> {
+        let raw = self.source.read(indices)?;
+        self.preprocess(raw, device)
+    }
+
+    /// Raw windows (perhaps augmented) as a batch on `device`: inputs `[B, rows, len]` through
+    /// the one `dsp` path, targets `[B]`, true SNRs `[B]` and, when the dataset has them,
+    /// angles `[B, 2]`.
+    pub fn preprocess(&mut self, mut raw: RawBatch, device: &Device) -> Result<Batch, TrainError> {
+        let b = raw.batch_size();
+        let channels = raw.channels;
+        let mut x = Vec::with_capacity(b * self.rows * self.window_len);
+        for k in 0..b {
+            let window = raw.window_mut(k);
+            self.options.normalization.apply(window);
+            self.options
+                .representation
+                .write(window, channels, &mut self.ws, &mut x)?;
+        }
+        let angles_deg = raw.angles_deg.map(|angles| {
+            let flat: Vec<f32> = angles.into_iter().flatten().collect();
+            Tensor::from_data(TensorData::new(flat, [b, 2]), device)
+        });
+        Ok(Batch {
+            inputs: Tensor::from_data(TensorData::new(x, [b, self.rows, self.window_len]), device),
+            targets: Tensor::from_data(TensorData::new(raw.labels, [b]), device),
+            snr_db: Tensor::from_data(TensorData::new(raw.snr_db, [b]), device),
+            angles_deg,
+        })
+    }
+}
+
+/// One batch: what an objective may train on.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Model input `[B, rows, L]`, preprocessed by the one `dsp` path.
+    pub inputs: Tensor<3>,
+    /// Class indices `[B]`.
+    pub targets: Tensor<1, Int>,
+    /// The windows' true SNR in dB `[B]` (the dataset's `snr.npy`).
+    pub snr_db: Tensor<1>,
+    /// Azimuth and elevation in degrees `[B, 2]`, for datasets with `angles.npy`.
+    pub angles_deg: Option<Tensor<2>>,
+}
+
+impl Batch {
+    /// Windows in the batch.
+    pub fn len(&self) -> usize {
+        self.targets.dims()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Fractions of each (class, SNR) stratum that go to training, validation and test.
@@ -247,27 +264,15 @@ impl Split {
     /// `seed` and cut by `fractions` (validation and test rounded to the nearest window; the
     /// rest trains).
     pub fn stratified(
-        data: &Prepared,
+        data: &dyn WindowSource,
         fractions: SplitFractions,
         seed: u64,
     ) -> Result<Split, TrainError> {
         fractions.check()?;
-        let grid = &data.manifest.snr_grid_db;
-        let snr_key = |snr: f32| -> i64 {
-            if grid.is_empty() {
-                return snr.round() as i64;
-            }
-            let (best, _) = grid
-                .iter()
-                .enumerate()
-                .fold((0, f32::INFINITY), |acc, (i, g)| {
-                    let d = (g - snr).abs();
-                    if d < acc.1 { (i, d) } else { acc }
-                });
-            best as i64
-        };
+        let grid = &data.manifest().snr_grid_db;
+        let snr_key = |snr: f32| sampler::snr_cell(grid, snr);
         let mut strata: BTreeMap<(i64, i64), Vec<u32>> = BTreeMap::new();
-        for (i, (&y, &snr)) in data.labels.iter().zip(&data.snr_db).enumerate() {
+        for (i, (&y, &snr)) in data.labels().iter().zip(data.snr_db()).enumerate() {
             strata.entry((y, snr_key(snr))).or_default().push(i as u32);
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -300,7 +305,7 @@ impl Split {
             seed,
             fractions,
             windows: data.len(),
-            manifest_digest: data.manifest_digest.clone(),
+            manifest_digest: data.manifest_digest().to_string(),
             train,
             val,
             test,
@@ -316,13 +321,13 @@ impl Split {
     }
 
     /// Checks that this split was made for `data`.
-    pub fn check_fits(&self, data: &Prepared, path: &Path) -> Result<(), TrainError> {
-        let problem = if self.manifest_digest != data.manifest_digest {
+    pub fn check_fits(&self, data: &dyn WindowSource, path: &Path) -> Result<(), TrainError> {
+        let problem = if self.manifest_digest != data.manifest_digest() {
             Some(format!(
                 "was made for the dataset with manifest digest {} but {} has {}",
                 self.manifest_digest,
-                data.dir.display(),
-                data.manifest_digest
+                data.dir().display(),
+                data.manifest_digest()
             ))
         } else if self.windows != data.len() {
             Some(format!(
@@ -353,12 +358,56 @@ mod tests {
     use super::*;
     use crate::iq::dataset::DatasetSource;
 
-    /// `per_cell` windows for each of 2 classes × 3 SNRs, round-robin, with 1-sample rows.
-    fn prepared(per_cell: usize) -> Prepared {
+    /// `per_cell` windows for each of 2 classes × 3 SNRs, round-robin, one channel of one
+    /// sample each (window `i` holds `i + 2i·j`), held in memory.
+    struct Cells {
+        manifest: Manifest,
+        labels: Vec<i64>,
+        snr_db: Vec<f32>,
+    }
+
+    impl WindowSource for Cells {
+        fn manifest(&self) -> &Manifest {
+            &self.manifest
+        }
+        fn manifest_digest(&self) -> &str {
+            "d"
+        }
+        fn dir(&self) -> &Path {
+            Path::new("mem")
+        }
+        fn len(&self) -> usize {
+            self.labels.len()
+        }
+        fn labels(&self) -> &[i64] {
+            &self.labels
+        }
+        fn snr_db(&self) -> &[f32] {
+            &self.snr_db
+        }
+        fn angles_deg(&self) -> Option<&[[f32; 2]]> {
+            None
+        }
+        fn read(&mut self, indices: &[u32]) -> Result<RawBatch, TrainError> {
+            Ok(RawBatch {
+                indices: indices.to_vec(),
+                iq: indices
+                    .iter()
+                    .map(|&i| crate::iq::C32::new(2.0 * i as f32, 2.0 * i as f32 + 1.0))
+                    .collect(),
+                channels: 1,
+                len: 1,
+                labels: indices.iter().map(|&i| self.labels[i as usize]).collect(),
+                snr_db: indices.iter().map(|&i| self.snr_db[i as usize]).collect(),
+                angles_deg: None,
+            })
+        }
+    }
+
+    fn prepared(per_cell: usize) -> Cells {
         let grid = vec![0.0, 10.0, 20.0];
         let n = 6 * per_cell;
-        Prepared {
-            dir: PathBuf::from("mem"),
+        Cells {
             manifest: Manifest {
                 format: String::new(),
                 source: DatasetSource::Synth {
@@ -379,16 +428,11 @@ mod tests {
                 array: None,
                 notes: vec![],
             },
-            manifest_digest: "d".into(),
-            options: PrepOptions::default(),
-            x: (0..2 * n).map(|v| v as f32).collect(),
             labels: (0..n).map(|i| (i % 2) as i64).collect(),
             // Measured SNRs scatter around the grid point they were made at.
             snr_db: (0..n)
                 .map(|i| grid[(i / 2) % 3] + if i % 3 == 0 { 0.4 } else { -0.3 })
                 .collect(),
-            rows: 2,
-            len: 1,
         }
     }
 
@@ -442,14 +486,27 @@ mod tests {
     }
 
     #[test]
-    fn batch_gathers_windows_in_index_order() {
-        let data = prepared(2);
-        let b = data.batch(&[3, 0], &Device::flex());
+    fn batch_gathers_windows_in_index_order_through_the_dsp_path() {
+        let options = PrepOptions {
+            normalization: Normalization::None,
+            ..PrepOptions::default()
+        };
+        let mut batcher = Batcher::new(Box::new(prepared(2)), options).unwrap();
+        let b = batcher.batch(&[3, 0], &Device::flex()).unwrap();
         assert_eq!(b.inputs.dims(), [2, 2, 1]);
-        let x: Vec<f32> = b.inputs.into_data().try_into_vec_as().unwrap();
+        let x: Vec<f32> = b.inputs.into_data().try_into_vec().unwrap();
         assert_eq!(x, vec![6.0, 7.0, 0.0, 1.0]);
         let y: Vec<i64> = b.targets.into_data().try_into_vec_as().unwrap();
         assert_eq!(y, vec![1, 0]);
+        let snr: Vec<f32> = b.snr_db.into_data().try_into_vec().unwrap();
+        assert_eq!(snr, vec![10.0 + 0.4, 0.4]);
+        assert!(b.angles_deg.is_none());
+        // Unit-RMS input: each window scaled to RMS 1, as the daemon would.
+        let mut batcher = Batcher::new(Box::new(prepared(2)), PrepOptions::default()).unwrap();
+        let b = batcher.batch(&[3], &Device::flex()).unwrap();
+        let x: Vec<f32> = b.inputs.into_data().try_into_vec().unwrap();
+        let norm = (36.0f32 + 49.0).sqrt();
+        assert!((x[0] - 6.0 / norm).abs() < 1e-6 && (x[1] - 7.0 / norm).abs() < 1e-6);
     }
 
     #[test]

@@ -189,6 +189,10 @@ pub fn train_command(config: &TrainConfig) -> String {
     for (key, value) in &config.arch_options {
         parts.push(format!("--arch-opt {key}={value}"));
     }
+    if config.objective != Default::default() {
+        let json = serde_json::to_string(&config.objective).unwrap_or_default();
+        parts.push(format!("--objective '{json}'"));
+    }
     if let Some(n) = config.prep.max_windows {
         parts.push(format!("--max-windows {n}"));
     }
@@ -442,6 +446,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "min_lr": t.min_lr,
         "weight_decay": t.weight_decay,
         "optimizer": if t.weight_decay > 0.0 { "adamw" } else { "adam" },
+        "objective": t.objective,
         "batch_size": t.batch_size,
         "dropout": t.dropout,
         "width": t.width,

@@ -1,23 +1,26 @@
-//! The training loop and the run folder it writes.
+//! The run shell: the training loop and the run folder it writes, the same for every
+//! objective ([`super::objective`]: what is optimised and how is the objective's, everything
+//! else is here, with no branch on the architecture or the objective).
 //!
 //! ```text
 //! RUN_DIR/config.json          every hyper-parameter, the model spec and the dataset (manifest digest)
 //! RUN_DIR/split.json           the stratified train/val/test indices (see data::Split)
 //! RUN_DIR/metrics.jsonl        one EpochMetrics line per finished epoch
 //! RUN_DIR/best.bpk             weights of the epoch with the lowest validation loss (burnpack)
-//! RUN_DIR/checkpoint/model.bpk weights after the last finished epoch
-//! RUN_DIR/checkpoint/optim.bpk optimizer state after the last finished epoch
+//! RUN_DIR/checkpoint/…         the objective's models and optimiser states after the last
+//!                              finished epoch (classify: model.bpk, optim.bpk)
 //! RUN_DIR/checkpoint/state.json epoch, step, best metric, patience counter (written last)
 //! ```
 //!
 //! Optimiser: Adam (`weight_decay` 0) or AdamW, with a cosine learning rate per step,
 //! `lr(t) = min_lr + ½(lr − min_lr)(1 + cos(π t / T))` over all `T` steps of `epochs`
 //! (burn's `CosineAnnealingLrScheduler` formula, computed from the step so a resumed run
-//! continues on the same curve). Loss: cross-entropy on the logits. Early stopping: training
-//! ends after `patience` epochs without a lower validation loss.
+//! continues on the same curve). The loss is the objective's (classification: cross-entropy by
+//! default). Early stopping: training ends after `patience` epochs without a lower validation
+//! loss.
 //!
-//! Determinism: the weights are initialised from `seed`; each epoch's shuffle and dropout masks
-//! are drawn from `seed` and the epoch number, so a resumed run draws what an uninterrupted one
+//! Determinism: the weights are initialised from `seed`; each epoch's shuffle
+//! ([`super::sampler::shuffled`]) and dropout masks are drawn from `seed` and the epoch number, so a resumed run draws what an uninterrupted one
 //! would have.
 //!
 //! Warm start (`init_from`): a fresh run may start from the best weights of an earlier run
@@ -42,17 +45,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::data::{PrepOptions, Prepared, Split, SplitFractions, prepare};
+use super::data::{Batcher, PrepOptions, Split, SplitFractions};
 use super::models::{self, ArchOptions, Model, ModelSpec};
+use super::objective::{Figures, Objective, ObjectiveConfig, OptimizerConfig, save_model};
+use super::sampler;
 use super::{TrainError, read_json, write_json};
 
 /// Every hyper-parameter of a run; written to `RUN_DIR/config.json`.
@@ -82,6 +82,10 @@ pub struct TrainConfig {
     /// `amplitude_rows` here as fields of their own; [`RunRecord::load`] moves them in.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub arch_options: ArchOptions,
+    /// What the run optimises ([`ObjectiveConfig`]); configs written before objectives existed
+    /// trained a classifier with cross-entropy.
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
     /// Epochs without a lower validation loss before training stops.
     pub patience: usize,
     pub seed: u64,
@@ -108,6 +112,7 @@ impl TrainConfig {
             dropout: 0.5,
             width: 1.0,
             arch_options: ArchOptions::new(),
+            objective: ObjectiveConfig::default(),
             patience: 5,
             seed: 1,
             init_from: None,
@@ -160,14 +165,19 @@ impl TrainConfig {
             return Err(TrainError::param("patience", "is 0; expected at least 1"));
         }
         models::normalize_options(&self.arch, &self.arch_options)?;
-        Ok(())
+        self.objective.check()
     }
 
-    /// The same run apart from what may change on `--resume` (the epoch count and patience).
+    /// The same run apart from what may change on `--resume`: the epoch count, the patience,
+    /// and where the windows are held (memory or streamed; either trains the same).
     fn resumable_part(&self) -> Self {
         Self {
             epochs: 0,
             patience: 0,
+            prep: PrepOptions {
+                residency: Default::default(),
+                ..self.prep
+            },
             ..self.clone()
         }
     }
@@ -380,24 +390,24 @@ pub fn fit(
     };
     std::fs::create_dir_all(&ckpt_dir).map_err(TrainError::io(&ckpt_dir))?;
 
-    let data = prepare(&config.data, config.prep)?;
+    let mut data = Batcher::open(&config.data, config.prep)?;
     let split_path = run_dir.join(SPLIT_FILE);
     let split = match &saved {
         Some((record, _)) => {
-            if record.dataset.manifest_digest != data.manifest_digest {
+            if record.dataset.manifest_digest != data.manifest_digest() {
                 return Err(run_err(format!(
                     "was trained on the dataset with manifest digest {} but {} now has {}",
                     record.dataset.manifest_digest,
                     config.data.display(),
-                    data.manifest_digest
+                    data.manifest_digest()
                 )));
             }
             let split = Split::load(&split_path)?;
-            split.check_fits(&data, run_dir)?;
+            split.check_fits(data.source(), run_dir)?;
             split
         }
         None => {
-            let split = Split::stratified(&data, config.split, config.seed)?;
+            let split = Split::stratified(data.source(), config.split, config.seed)?;
             split.save(&split_path)?;
             split
         }
@@ -406,7 +416,7 @@ pub fn fit(
     let spec = ModelSpec {
         num_classes: data.num_classes(),
         rows: data.rows,
-        window_len: data.len,
+        window_len: data.window_len,
         dropout: config.dropout,
         width: config.width,
         representation: config.prep.representation,
@@ -415,28 +425,14 @@ pub fn fit(
     let device = Device::flex().autodiff();
     device.seed(config.seed);
     let mut model = models::build(&config.arch, &spec, &device)?;
-    let mut optim: ModuleOptimizer = if config.weight_decay > 0.0 {
-        AdamWConfig::new()
-            .with_weight_decay(config.weight_decay as f32)
-            .init()
-    } else {
-        AdamConfig::new().init()
+    let optimizer = OptimizerConfig {
+        weight_decay: config.weight_decay,
     };
     let metrics_path = run_dir.join(METRICS_FILE);
-    let mut state = match saved {
+    let (mut objective, mut state) = match saved {
         Some((mut record, state)) => {
-            let model_path = ckpt_dir.join("model.bpk");
-            model = model
-                .try_load_file(&model_path)
-                .map_err(|e| TrainError::Record {
-                    path: model_path,
-                    message: e.to_string(),
-                })?;
-            let optim_path = ckpt_dir.join("optim.bpk");
-            optim = optim.load(&optim_path).map_err(|e| TrainError::Record {
-                path: optim_path,
-                message: e.to_string(),
-            })?;
+            let mut objective = config.objective.build(model, optimizer)?;
+            objective.load(&ckpt_dir)?;
             keep_metrics_up_to(&metrics_path, state.epoch)?;
             // Recorded only once the resume is sure to run (dataset and checkpoint checked).
             let (epochs, patience) = record
@@ -453,7 +449,7 @@ pub fn fit(
                 });
                 write_json(&run_dir.join(CONFIG_FILE), &record)?;
             }
-            state
+            (objective, state)
         }
         None => {
             let init = match &config.init_from {
@@ -472,10 +468,10 @@ pub fn fit(
                     model: spec,
                     dataset: DatasetRecord {
                         dir: config.data.clone(),
-                        manifest_digest: data.manifest_digest.clone(),
-                        classes: data.manifest.classes.clone(),
-                        channels: data.manifest.channels,
-                        window_len: data.manifest.window_len,
+                        manifest_digest: data.manifest_digest().to_string(),
+                        classes: data.manifest().classes.clone(),
+                        channels: data.manifest().channels,
+                        window_len: data.manifest().window_len,
                         windows: data.len(),
                     },
                     resumes: Vec::new(),
@@ -483,18 +479,18 @@ pub fn fit(
                 },
             )?;
             std::fs::write(&metrics_path, "").map_err(TrainError::io(&metrics_path))?;
-            CheckpointState {
+            let state = CheckpointState {
                 epoch: 0,
                 step: 0,
                 best_val_loss: f64::INFINITY,
                 best_epoch: 0,
                 epochs_since_best: 0,
                 stopped_early: false,
-            }
+            };
+            (config.objective.build(model, optimizer)?, state)
         }
     };
 
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let steps_per_epoch = split.train.len().div_ceil(config.batch_size) as u64;
     let total_steps = steps_per_epoch * config.epochs as u64;
     let mut history = Vec::new();
@@ -504,10 +500,7 @@ pub fn fit(
         let started = Instant::now();
         let bar = progress_bar(options.progress, steps_per_epoch, epoch, config.epochs);
 
-        let mut order = split.train.clone();
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        rng.set_stream(epoch as u64);
-        order.shuffle(&mut rng);
+        let order = sampler::shuffled(&split.train, config.seed, epoch);
         device.seed(
             config
                 .seed
@@ -515,43 +508,31 @@ pub fn fit(
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
 
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut train = Figures::default();
         let mut lr = config.lr;
         for indices in order.chunks(config.batch_size) {
-            let batch = data.batch(indices, &device);
-            let logits = model.forward(batch.inputs); // [B, num_classes]
-            let loss = loss_fn.forward(logits.clone(), batch.targets.clone()); // [1]
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let batch = data.batch(indices, &device)?;
             lr = config.lr_at(state.step, total_steps);
-            model = optim.step(lr, model, grads);
+            train.add(objective.step(batch, lr)?);
             state.step += 1;
-
-            let batch_loss: f32 = loss.into_scalar();
-            loss_sum += f64::from(batch_loss) * indices.len() as f64;
-            correct += hits(logits, batch.targets);
-            seen += indices.len();
             bar.inc(1);
             bar.set_message(format!(
                 "loss {:.4} acc {:.1}%",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64
+                train.loss(),
+                100.0 * train.accuracy()
             ));
         }
         let train_secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let (val_loss, val_acc) = evaluate(
-            &model.valid(),
-            &data,
-            &split.val,
-            config.batch_size.max(256),
-        );
+        let val = validate(objective.as_ref(), &mut data, &split.val, config.batch_size)?;
+        let val_loss = val.loss();
         let best = val_loss < state.best_val_loss;
         if best {
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;
             state.epochs_since_best = 0;
-            save_model(&model.valid(), &run_dir.join(BEST_FILE))?;
+            save_model(&objective.model(), &run_dir.join(BEST_FILE))?;
         } else {
             state.epochs_since_best += 1;
             state.stopped_early = state.epochs_since_best >= config.patience;
@@ -560,22 +541,17 @@ pub fn fit(
 
         let metrics = EpochMetrics {
             epoch,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
+            train_loss: train.loss(),
+            train_acc: train.accuracy(),
             val_loss,
-            val_acc,
+            val_acc: val.accuracy(),
             lr,
-            train_samples_per_s: seen as f64 / train_secs,
+            train_samples_per_s: train.windows as f64 / train_secs,
             seconds: started.elapsed().as_secs_f64(),
             best,
         };
         append_metrics(&metrics_path, &metrics)?;
-        save_model(&model, &ckpt_dir.join("model.bpk"))?;
-        let optim_path = ckpt_dir.join("optim.bpk");
-        optim.save(&optim_path).map_err(|e| TrainError::Record {
-            path: optim_path,
-            message: e.to_string(),
-        })?;
+        objective.save(&ckpt_dir)?;
         write_json(&state_path, &state)?;
         on_epoch(&metrics);
         history.push(metrics);
@@ -623,7 +599,7 @@ fn warm_start(
     source: &Path,
     config: &TrainConfig,
     spec: &ModelSpec,
-    data: &Prepared,
+    data: &Batcher,
     model: Model,
 ) -> Result<(Model, InitRecord), TrainError> {
     let is_model = matches!(
@@ -641,7 +617,7 @@ fn warm_start(
         let same_split = earlier.split_seed == config.seed
             && earlier.split == config.split
             && earlier.max_windows == config.prep.max_windows;
-        if earlier.dataset_manifest_digest == data.manifest_digest && !same_split {
+        if earlier.dataset_manifest_digest == data.manifest_digest() && !same_split {
             return Err(TrainError::param(
                 "init-from",
                 format!(
@@ -669,7 +645,7 @@ fn warm_start_from_run(
     source: &Path,
     config: &TrainConfig,
     spec: &ModelSpec,
-    data: &Prepared,
+    data: &Batcher,
     model: Model,
 ) -> Result<(Model, InitRecord), TrainError> {
     let refuse = |problem: String| TrainError::Run {
@@ -706,12 +682,12 @@ fn warm_start_from_run(
             spec.width
         )));
     }
-    if record.dataset.classes != data.manifest.classes {
+    if record.dataset.classes != data.manifest().classes {
         return Err(refuse(format!(
             "its classes are [{}], this dataset's are [{}]; the output rows would mean other \
              classes",
             record.dataset.classes.join(", "),
-            data.manifest.classes.join(", ")
+            data.manifest().classes.join(", ")
         )));
     }
     let input = |p: &PrepOptions| (p.normalization, p.representation);
@@ -763,7 +739,7 @@ fn warm_start_from_model(
     source: &Path,
     config: &TrainConfig,
     spec: &ModelSpec,
-    data: &Prepared,
+    data: &Batcher,
     model: Model,
 ) -> Result<(Model, InitRecord), TrainError> {
     use crate::infer::card::{Dim, ModelCard};
@@ -848,12 +824,12 @@ fn warm_start_from_model(
             config.prep.representation
         )));
     }
-    if card.classes != data.manifest.classes {
+    if card.classes != data.manifest().classes {
         return Err(refuse(format!(
             "its classes are [{}], this dataset's are [{}]; the output rows would mean other \
              classes",
             card.classes.join(", "),
-            data.manifest.classes.join(", ")
+            data.manifest().classes.join(", ")
         )));
     }
     let missing = |key: &str| refuse(format!("its training record has no '{key}'"));
@@ -956,35 +932,31 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Windows of a batch whose highest logit is their target class.
-fn hits(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
-    let hits: i64 = logits
-        .argmax(1)
-        .flatten::<1>(0, 1)
-        .equal(targets)
-        .int()
-        .sum()
-        .into_scalar();
-    hits as usize
-}
-
-/// Mean cross-entropy and accuracy of `model` over the windows `indices`, in batches of
-/// `batch_size` on the CPU (flex) device; `model` must be a validation copy ([`Module::valid`]).
-pub fn evaluate(model: &Model, data: &Prepared, indices: &[u32], batch_size: usize) -> (f64, f64) {
+/// The objective's validation figures over the windows `indices`, in batches of at least 256
+/// windows on the CPU (flex) device.
+fn validate(
+    objective: &dyn Objective,
+    data: &mut Batcher,
+    indices: &[u32],
+    batch_size: usize,
+) -> Result<Figures, TrainError> {
     let device = Device::flex();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let batch = data.batch(chunk, &device);
-        let logits = model.forward(batch.inputs); // [B, num_classes]
-        let loss: f32 = loss_fn
-            .forward(logits.clone(), batch.targets.clone())
-            .into_scalar();
-        loss_sum += f64::from(loss) * chunk.len() as f64;
-        correct += hits(logits, batch.targets);
+    let mut failed = None;
+    let mut batches =
+        indices
+            .chunks(batch_size.max(256))
+            .map_while(|chunk| match data.batch(chunk, &device) {
+                Ok(batch) => Some(batch),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            });
+    let figures = objective.validate(&mut batches)?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(figures),
     }
-    let n = indices.len().max(1) as f64;
-    (loss_sum / n, correct as f64 / n)
 }
 
 /// Reads `metrics.jsonl` of a run.
@@ -1026,16 +998,6 @@ fn append_metrics(path: &Path, metrics: &EpochMetrics) -> Result<(), TrainError>
         .map_err(TrainError::io(path))?;
     let line = serde_json::to_string(metrics).expect("metrics serialise");
     writeln!(file, "{line}").map_err(TrainError::io(path))
-}
-
-fn save_model(model: &Model, path: &Path) -> Result<(), TrainError> {
-    model
-        .clone()
-        .save_file(path)
-        .map_err(|e| TrainError::Record {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
 }
 
 fn progress_bar(show: bool, steps: u64, epoch: usize, epochs: usize) -> ProgressBar {

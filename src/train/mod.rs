@@ -4,9 +4,15 @@
 //!   (normalisation, representation), a split stratified by class and SNR (`split.json`), and
 //!   batches as burn tensors `[B, 2C, L]`.
 //! - [`models`]: the architectures, one file each, and the registry [`models::build`].
-//! - [`fit`]: the training loop — Adam(W) with a cosine schedule, cross-entropy, validation each
-//!   epoch, early stopping, checkpoints and `--resume`, warm starts from an earlier run or an
-//!   exported model (`--init-from`), and the run folder it writes.
+//! - [`fit`]: the run shell — the run folder, a cosine schedule, validation each epoch, early
+//!   stopping, checkpoints and `--resume`, warm starts from an earlier run or an exported model
+//!   (`--init-from`) — handing each batch to the run's objective.
+//! - [`objective`]: what a run optimises, one file each (supervised classification with
+//!   cross-entropy or focal loss); an objective owns its models, optimisers and step.
+//! - [`losses`], [`mlp`]: loss terms the objectives share (focal, InfoNCE in-batch and queued,
+//!   supervised contrastive, angle regression, EMA, the WGAN-GP gradient penalty) and the MLP.
+//! - [`source`], [`sampler`], [`augment`]: where raw windows come from (memory, streamed from
+//!   disk, generated), which windows a step sees, and seeded augmentations of raw IQ.
 //! - [`export`]: a run folder → `models/<name>.onnx` + `models/<name>.json` (the model card),
 //!   with the test split's accuracy measured by running the exported graph through
 //!   [`crate::infer::Model`], the daemon's own code path.
@@ -38,6 +44,7 @@ pub mod fit;
 pub mod losses;
 pub mod mlp;
 pub mod models;
+pub mod objective;
 pub mod plot;
 pub mod sampler;
 pub mod source;

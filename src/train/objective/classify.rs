@@ -1,0 +1,153 @@
+//! Supervised classification: the model's class logits against the window's class.
+//!
+//! Loss ([`ClassLoss`]): cross-entropy (the baselines), or focal loss
+//! `−α_y (1 − p_y)^γ log p_y` (Lin et al. 2017; CAIC-Net) — [`crate::train::losses`].
+//! Accuracy: the highest logit is the target class. Validation runs a [`Module::valid`] copy
+//! (dropout off, batch-norm on its running statistics).
+//!
+//! Checkpoint (`checkpoint/`): `model.bpk` and `optim.bpk`, as runs have always written them,
+//! so runs of earlier versions resume.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{Figures, Objective, load_model, save_model};
+use crate::train::TrainError;
+use crate::train::data::Batch;
+use crate::train::losses;
+use crate::train::models::Model;
+
+/// The loss on the class logits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClassLoss {
+    /// Mean cross-entropy.
+    #[default]
+    CrossEntropy,
+    /// Focal loss with focusing parameter `gamma` (0 is cross-entropy) and optional per-class
+    /// weights `alpha` (one per class, in the dataset's class order).
+    Focal {
+        gamma: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alpha: Option<Vec<f32>>,
+    },
+}
+
+impl ClassLoss {
+    /// Checks the loss's settings (the per-class weights' count is checked against the model's
+    /// classes at the first step).
+    pub fn check(&self) -> Result<(), TrainError> {
+        match self {
+            ClassLoss::CrossEntropy => Ok(()),
+            ClassLoss::Focal { gamma, alpha } => {
+                losses::check_focal(*gamma, alpha.as_deref(), alpha.as_ref().map_or(0, Vec::len))
+            }
+        }
+    }
+
+    /// The mean loss of `logits` `[B, K]` against `targets` `[B]`.
+    fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Result<Tensor<1>, TrainError> {
+        Ok(match self {
+            ClassLoss::CrossEntropy => CrossEntropyLossConfig::new()
+                .init(&logits.device())
+                .forward(logits, targets),
+            ClassLoss::Focal { gamma, alpha } => {
+                let classes = logits.dims()[1];
+                losses::check_focal(*gamma, alpha.as_deref(), classes)?;
+                losses::focal(logits, targets, *gamma, alpha.as_deref())
+            }
+        })
+    }
+}
+
+/// Supervised classification of one model (see the module documentation).
+pub struct Classify {
+    model: Model,
+    optim: ModuleOptimizer,
+    loss: ClassLoss,
+}
+
+impl Classify {
+    pub fn new(model: Model, optim: ModuleOptimizer, loss: ClassLoss) -> Self {
+        Self { model, optim, loss }
+    }
+}
+
+/// Windows of a batch whose highest logit is their target class.
+pub fn hits(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
+    let hits: i64 = logits
+        .argmax(1)
+        .flatten::<1>(0, 1)
+        .equal(targets)
+        .int()
+        .sum()
+        .into_scalar();
+    hits as usize
+}
+
+impl Objective for Classify {
+    fn step(&mut self, batch: Batch, lr: f64) -> Result<Figures, TrainError> {
+        let windows = batch.len();
+        let logits = self.model.forward(batch.inputs); // [B, num_classes]
+        let loss = self.loss.loss(logits.clone(), batch.targets.clone())?; // [1]
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        let loss: f32 = loss.into_scalar();
+        Ok(Figures {
+            loss_sum: f64::from(loss) * windows as f64,
+            correct: hits(logits, batch.targets),
+            windows,
+        })
+    }
+
+    fn validate(&self, batches: &mut dyn Iterator<Item = Batch>) -> Result<Figures, TrainError> {
+        let model = self.model.valid();
+        let mut figures = Figures::default();
+        for batch in batches {
+            let windows = batch.len();
+            let logits = model.forward(batch.inputs);
+            let loss: f32 = self
+                .loss
+                .loss(logits.clone(), batch.targets.clone())?
+                .into_scalar();
+            figures.add(Figures {
+                loss_sum: f64::from(loss) * windows as f64,
+                correct: hits(logits, batch.targets),
+                windows,
+            });
+        }
+        Ok(figures)
+    }
+
+    fn model(&self) -> Model {
+        self.model.valid()
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        save_model(&self.model, &dir.join("model.bpk"))?;
+        let path = dir.join("optim.bpk");
+        self.optim.save(&path).map_err(|e| TrainError::Record {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), TrainError> {
+        self.model = load_model(self.model.clone(), &dir.join("model.bpk"))?;
+        let path = dir.join("optim.bpk");
+        self.optim = self
+            .optim
+            .clone()
+            .load(&path)
+            .map_err(|e| TrainError::Record {
+                path,
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+}
