@@ -15,6 +15,7 @@ use specwatch::synth::recipe::Recipe;
 use specwatch::synth::window_rng;
 use specwatch::train::data::Split;
 use specwatch::train::fit::{FitOptions, ResumeRecord, RunRecord, TrainConfig, fit, read_metrics};
+use specwatch::train::source::Residency;
 
 use crate::common;
 
@@ -697,4 +698,160 @@ fn a_warm_start_from_an_exported_model_reads_its_weights_back_from_the_onnx_grap
         err.contains(&broken.join("first.onnx").display().to_string()),
         "{err}"
     );
+}
+
+/// The metrics a run's epochs measured, leaving out its throughput and wall time.
+fn learning_curve(run: &Path) -> Vec<(f64, f64, f64, f64, f64)> {
+    read_metrics(run)
+        .unwrap()
+        .iter()
+        .map(|m| (m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.lr))
+        .collect()
+}
+
+/// Trains the small config's run through the CLI, in a process of its own: burn's random
+/// draws (initialisation, dropout) come from one generator per process, which the tests of this
+/// binary running in parallel would share.
+fn train_alone(data: &Path, out: &Path, extra: &[&str]) {
+    let out = Command::new(common::bin("specwatch-train"))
+        .args([
+            "train", "--arch", "resnet1d", "--width", "0.25", "--epochs", "2",
+        ])
+        .args([
+            "--batch",
+            "32",
+            "--lr",
+            "0.003",
+            "--dropout",
+            "0.1",
+            "--seed",
+            "3",
+        ])
+        .args(["--quiet", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn streaming_the_windows_from_disk_trains_exactly_as_holding_them_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    let (memory, stream) = (tmp.path().join("memory"), tmp.path().join("stream"));
+    train_alone(&data, &memory, &[]);
+    train_alone(&data, &stream, &["--residency", "stream"]);
+    // Every loss and accuracy to the last bit of an f64, epoch for epoch.
+    assert_eq!(learning_curve(&memory), learning_curve(&stream));
+    let record = RunRecord::load(&stream).unwrap();
+    assert_eq!(record.train.prep.residency, Residency::Stream);
+    // A run may resume with its windows held the other way.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--resume", "--epochs", "3", "--quiet", "--out"])
+        .arg(&memory)
+        .args(["--residency", "stream"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_metrics(&memory).unwrap().len(), 3);
+}
+
+#[test]
+fn the_objective_is_chosen_recorded_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    // Focal loss with γ = 0 and no class weights is cross-entropy: the same run, step for step.
+    let plain = tmp.path().join("plain");
+    train_alone(&data, &plain, &[]);
+    let focal0 = tmp.path().join("focal0");
+    train_alone(
+        &data,
+        &focal0,
+        &[
+            "--objective",
+            r#"{"kind":"classify","loss":{"name":"focal","gamma":0}}"#,
+        ],
+    );
+    let (a, b) = (learning_curve(&plain), learning_curve(&focal0));
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.0 - y.0).abs() < 1e-4 && (x.2 - y.2).abs() < 1e-4,
+            "{x:?} vs {y:?}"
+        );
+    }
+    // γ = 2 trains too, and the config and the card say which loss it was.
+    let focal2 = tmp.path().join("focal2");
+    train_alone(
+        &data,
+        &focal2,
+        &[
+            "--objective",
+            r#"{"kind":"classify","loss":{"name":"focal","gamma":2}}"#,
+        ],
+    );
+    let record = RunRecord::load(&focal2).unwrap();
+    assert_eq!(
+        serde_json::to_value(&record.train.objective).unwrap(),
+        serde_json::json!({"kind": "classify", "loss": {"name": "focal", "gamma": 2.0}})
+    );
+    let models = tmp.path().join("models");
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["export", "--run"])
+        .arg(&focal2)
+        .arg("--out")
+        .arg(models.join("focal2"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("focal2.json")).unwrap())
+            .unwrap();
+    assert_eq!(card["training"]["objective"]["loss"]["name"], "focal");
+    let command = card["training"]["command"].as_str().unwrap();
+    assert!(command.contains("--objective '{"), "{command}");
+    // A misspelt setting is refused, naming it.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--arch", "resnet1d", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bad"))
+        .args([
+            "--objective",
+            r#"{"kind":"classify","loss":{"name":"focal","gama":2}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--objective") && err.contains("gama"), "{err}");
+    let mut negative = small_config(&data, 1);
+    negative.objective =
+        serde_json::from_str(r#"{"kind": "classify", "loss": {"name": "focal", "gamma": -1.0}}"#)
+            .unwrap();
+    let err = fit(
+        &negative,
+        &tmp.path().join("neg"),
+        FitOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("focal_gamma"), "{err}");
 }
