@@ -2093,6 +2093,144 @@ mod tests {
     }
 
     #[test]
+    fn azimuth_error_wraps_and_elevation_error_does_not() {
+        assert_eq!(Angle::Azimuth.error_deg(170.0, -170.0), -20.0);
+        assert_eq!(Angle::Azimuth.error_deg(-170.0, 170.0), 20.0);
+        assert_eq!(Angle::Azimuth.error_deg(10.0, -170.0), -180.0);
+        assert_eq!(Angle::Azimuth.error_deg(5.0, 65.0), -60.0);
+        assert_eq!(Angle::Elevation.error_deg(80.0, -100.0), 180.0);
+        assert_eq!(Angle::Elevation.error_deg(-5.0, 65.0), -70.0);
+    }
+
+    #[test]
+    fn groups_pool_both_angles_and_the_crb_is_the_root_of_the_mean_bound() {
+        let mut g = AngleGroup::default();
+        g.add(&WindowAngles {
+            model: [Some(-3.0), Some(1.0)],
+            music: [Some(0.5), None],
+            crb: [Some(4.0), Some(1.0)],
+        });
+        g.add(&WindowAngles {
+            model: [Some(5.0), Some(-3.0)],
+            music: [Some(-1.5), Some(2.0)],
+            crb: [Some(16.0), Some(9.0)],
+        });
+        assert_eq!(g.windows, 2);
+        assert_eq!(g.mae(Some(Angle::Azimuth)), Some(4.0));
+        assert_eq!(g.mae(Some(Angle::Elevation)), Some(2.0));
+        assert_eq!(g.mae(None), Some(3.0));
+        assert_eq!(g.music_mae(Some(Angle::Elevation)), Some(2.0));
+        assert_eq!(g.music_mae(None), Some(4.0 / 3.0));
+        assert_eq!(g.crb_deg(Some(Angle::Azimuth)), Some(10f64.sqrt()));
+        assert_eq!(g.crb_deg(None), Some(7.5f64.sqrt()));
+        assert_eq!(AngleGroup::default().mae(None), None);
+    }
+
+    #[test]
+    fn music_searches_the_grid_the_station_doa_config_uses_by_default() {
+        let config: crate::config::DoaConfig = toml::from_str("array = \"ura\"").unwrap();
+        assert_eq!(config.grid(), DoaGrid::default());
+    }
+
+    fn manifest_with(array: Option<serde_json::Value>, channels: usize) -> Manifest {
+        Manifest {
+            format: String::new(),
+            source: DatasetSource::Synth {
+                recipe: "aoa4".into(),
+                params: serde_json::json!({}),
+            },
+            seed: Some(1),
+            generator_version: String::new(),
+            classes: vec!["A".into()],
+            window_len: 64,
+            channels,
+            sample_rate_hz: None,
+            snr_grid_db: vec![],
+            snr_definition: String::new(),
+            count: 0,
+            counts_per_class: Default::default(),
+            has_angles: true,
+            array,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn the_manifest_array_is_read_and_checked_against_the_channels() {
+        let geometry = ArrayGeometry::default_aoa4();
+        let written = serde_json::json!({ "geometry": geometry, "channels": 4 });
+        let read = manifest_array(&manifest_with(Some(written.clone()), 4)).unwrap();
+        assert_eq!(read, geometry);
+        let e = manifest_array(&manifest_with(Some(written), 2)).unwrap_err();
+        assert!(
+            e.contains("4 elements but its windows have 2 channels"),
+            "{e}"
+        );
+        let e = manifest_array(&manifest_with(None, 4)).unwrap_err();
+        assert!(e.contains("'array' is absent"), "{e}");
+        let bad = serde_json::json!({ "geometry": { "layout": { "kind": "spiral" } } });
+        let e = manifest_array(&manifest_with(Some(bad), 4)).unwrap_err();
+        assert!(e.contains("does not parse"), "{e}");
+    }
+
+    fn evaluation_with(correct: u64, windows: u64) -> Evaluation {
+        Evaluation {
+            model: ModelInfo {
+                name: "m".into(),
+                version: "1".into(),
+                card: "m.json".into(),
+                onnx: "m.onnx".into(),
+                provider: "CPU".into(),
+                trained_on_manifest_sha256: String::new(),
+            },
+            dataset: DatasetInfo {
+                dir: "d".into(),
+                source: String::new(),
+                manifest_sha256: String::new(),
+                classes: vec!["A".into(), "B".into()],
+                count: windows as usize,
+                channels: 1,
+                window_len: 8,
+                snr_grid_db: vec![0.0],
+            },
+            classes: vec!["A".into(), "B".into()],
+            confusion: vec![vec![correct, windows - correct], vec![0, 0]],
+            buckets: vec![SnrBucket {
+                snr_db: 0.0,
+                windows,
+                correct,
+                per_class: vec![(windows, correct), (0, 0)],
+            }],
+            unsupported: vec![],
+            windows_read: windows,
+            seconds: 1.0,
+            snr_input: None,
+            aoa: None,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn repeats_are_summarised_as_mean_sd_and_count_per_figure() {
+        let runs = [evaluation_with(5, 10), evaluation_with(10, 10)];
+        let s = summarize_repeats(&runs).unwrap();
+        assert_eq!(s["repeats"], 2);
+        let sd = (2.0 * 0.25f64.powi(2)).sqrt();
+        for figure in [&s["accuracy"], &s["by_snr"]["0"], &s["per_class"]["A"]] {
+            assert!(
+                (figure["mean"].as_f64().unwrap() - 0.75).abs() < 1e-12,
+                "{s}"
+            );
+            assert!((figure["sd"].as_f64().unwrap() - sd).abs() < 1e-12, "{s}");
+            assert_eq!(figure["n"], 2);
+        }
+        assert!(s.get("model").is_none() && s.get("aoa").is_none(), "{s}");
+        let one = summarize_repeats(&runs[..1]).unwrap();
+        assert_eq!(one["accuracy"]["sd"], 0.0);
+        assert!(summarize_repeats(&[]).is_err());
+    }
+
+    #[test]
     fn ordered_map_keeps_its_order_in_json() {
         let m: Ordered<u64> = [("-2".to_string(), 1), ("-10".to_string(), 2)]
             .into_iter()
