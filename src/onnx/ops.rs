@@ -15,6 +15,10 @@
 //! - **BatchNorm / LayerNorm**: `gamma`/`beta` and running stats are `[channels]` / `[d_model]`.
 //! - **LSTM / GRU**: see [`LstmCell`] and [`GruCell`] for the gate orders and how they are
 //!   reordered into ONNX's.
+//! - **Attention**: [`MhaWeights`] is burn's `MultiHeadAttention`; [`cross_attention`] reads
+//!   queries from one sequence and keys/values from another, [`self_attention`] is the case of
+//!   one sequence for both.
+
 
 use super::graph::{GraphBuilder, Weights};
 use super::proto::AttributeProto;
@@ -1095,13 +1099,8 @@ pub struct MhaWeights {
     pub n_heads: usize,
 }
 
-/// Multi-head self-attention from `MatMul`, `Reshape`, `Transpose`, `Div`, `Softmax`:
-///
-/// ```text
-/// q, k, v = x·W_q + b_q, …             [batch, seq, d_model] → [batch, heads, seq, d_k]
-/// weights = softmax(q·kᵀ / √d_k)       [batch, heads, seq, seq]
-/// y = concat_heads(weights·v)·W_o + b_o
-/// ```
+/// Multi-head self-attention: [`cross_attention`] with the queries, keys and values all
+/// projected from `x`.
 ///
 /// # Shapes
 /// `[batch, seq, d_model]` → `[batch, seq, d_model]`
@@ -1109,6 +1108,31 @@ pub fn self_attention(
     g: &mut GraphBuilder,
     layer: &str,
     x: &str,
+    w: &MhaWeights,
+) -> Result<String> {
+    cross_attention(g, layer, x, x, w)
+}
+
+/// Multi-head attention of one sequence over another (burn's `MultiHeadAttention` given
+/// `MhaInput::new(query, context, context)`), from `MatMul`, `Reshape`, `Transpose`, `Div`,
+/// `Softmax`:
+///
+/// ```text
+/// q = query·W_q + b_q                  [batch, s_q, d_model] → [batch, heads, s_q, d_k]
+/// k, v = context·W_k + b_k, …          [batch, s_kv, d_model] → [batch, heads, s_kv, d_k]
+/// weights = softmax(q·kᵀ / √d_k)       [batch, heads, s_q, s_kv]
+/// y = concat_heads(weights·v)·W_o + b_o
+/// ```
+///
+/// With `query == context` this is [`self_attention`] (the same nodes and initializers).
+///
+/// # Shapes
+/// query `[batch, s_q, d_model]`, context `[batch, s_kv, d_model]` → `[batch, s_q, d_model]`
+pub fn cross_attention(
+    g: &mut GraphBuilder,
+    layer: &str,
+    query: &str,
+    context: &str,
     w: &MhaWeights,
 ) -> Result<String> {
     let (d_model, _) = w.query.check(layer, "query.")?;
@@ -1128,14 +1152,15 @@ pub fn self_attention(
         lin.check_dims(layer, name, d_model, d_model)?;
     }
     let heads = w.n_heads as i64;
-    let project = |g: &mut GraphBuilder, name: &str, lin: &LinearWeights, perm: &[i64]| {
-        let y = linear(g, &format!("{layer}.{name}"), x, lin)?; // [batch, seq, d_model]
-        let y = reshape(g, &y, &[0, 0, heads, d_k as i64])?; // [batch, seq, heads, d_k]
-        transpose(g, &y, perm)
-    };
-    let q = project(g, "query", &w.query, &[0, 2, 1, 3])?; // [batch, heads, seq, d_k]
-    let kt = project(g, "key", &w.key, &[0, 2, 3, 1])?; // [batch, heads, d_k, seq]
-    let v = project(g, "value", &w.value, &[0, 2, 1, 3])?; // [batch, heads, seq, d_k]
+    let project =
+        |g: &mut GraphBuilder, name: &str, src: &str, lin: &LinearWeights, perm: &[i64]| {
+            let y = linear(g, &format!("{layer}.{name}"), src, lin)?; // [batch, seq, d_model]
+            let y = reshape(g, &y, &[0, 0, heads, d_k as i64])?; // [batch, seq, heads, d_k]
+            transpose(g, &y, perm)
+        };
+    let q = project(g, "query", query, &w.query, &[0, 2, 1, 3])?; // [batch, heads, s_q, d_k]
+    let kt = project(g, "key", context, &w.key, &[0, 2, 3, 1])?; // [batch, heads, d_k, s_kv]
+    let v = project(g, "value", context, &w.value, &[0, 2, 1, 3])?; // [batch, heads, s_kv, d_k]
     let scores = g.op("MatMul", &[&q, &kt], vec![], &format!("{layer}.scores"))?;
     let scale = g.initializer_f32(&format!("{layer}.sqrt_dk"), &[(d_k as f32).sqrt()], &[])?;
     let scores = g.op(
@@ -1144,15 +1169,15 @@ pub fn self_attention(
         vec![],
         &format!("{layer}.scaled"),
     )?;
-    let weights = softmax(g, &scores, -1)?; // [batch, heads, seq, seq]
+    let weights = softmax(g, &scores, -1)?; // [batch, heads, s_q, s_kv]
     let ctx = g.op(
         "MatMul",
         &[&weights, &v],
         vec![],
         &format!("{layer}.context"),
     )?;
-    let ctx = transpose(g, &ctx, &[0, 2, 1, 3])?; // [batch, seq, heads, d_k]
-    let ctx = reshape(g, &ctx, &[0, 0, d_model as i64])?; // [batch, seq, d_model]
+    let ctx = transpose(g, &ctx, &[0, 2, 1, 3])?; // [batch, s_q, heads, d_k]
+    let ctx = reshape(g, &ctx, &[0, 0, d_model as i64])?; // [batch, s_q, d_model]
     linear(g, &format!("{layer}.output"), &ctx, &w.output)
 }
 

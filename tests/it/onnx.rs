@@ -192,6 +192,65 @@ fn fixed(dims: &[usize]) -> Vec<Dim> {
     dims.iter().map(|&d| Dim::from(d)).collect()
 }
 
+/// `[batch, rest…]` as graph dims.
+fn batched(rest: &[usize]) -> Vec<Dim> {
+    let mut dims = vec![Dim::batch()];
+    dims.extend(rest.iter().map(|&d| Dim::from(d)));
+    dims
+}
+
+/// Builds a model with several inputs (`(name, shape after the batch axis)`) and outputs, runs it
+/// at batch 1 and 3 with inputs drawn by `data(name, batch)`, and compares every output with
+/// `reference(inputs)` (in the order `build` declared them). `build` gets the input names and
+/// returns each output's value and shape after the batch axis.
+fn check_graph(
+    py: &Path,
+    name: &str,
+    inputs: &[(&str, &[usize])],
+    mut data: impl FnMut(&str, usize) -> Vec<f32>,
+    build: impl FnOnce(&mut GraphBuilder, &[String]) -> Vec<(String, Vec<usize>)>,
+    reference: impl Fn(&[T]) -> Vec<T>,
+) {
+    let mut g = GraphBuilder::new(name);
+    let names: Vec<String> = inputs
+        .iter()
+        .map(|(n, rest)| g.input(n, &batched(rest)).expect("input"))
+        .collect();
+    let outputs = build(&mut g, &names);
+    for (value, rest) in &outputs {
+        g.output(value, &batched(rest)).expect("output");
+    }
+    let runs: Vec<Vec<T>> = [1usize, 3]
+        .iter()
+        .map(|&b| {
+            inputs
+                .iter()
+                .map(|(n, rest)| {
+                    let mut shape = vec![b];
+                    shape.extend_from_slice(rest);
+                    T::new(data(n, b), &shape)
+                })
+                .collect()
+        })
+        .collect();
+    let feeds: Vec<Vec<(&str, &T)>> = runs
+        .iter()
+        .map(|run| inputs.iter().map(|(n, _)| *n).zip(run).collect())
+        .collect();
+    let outs = check_and_run(py, &g, &feeds);
+    for (run, out) in runs.iter().zip(&outs) {
+        let want = reference(run);
+        assert_eq!(out.len(), want.len(), "{name}: output count");
+        for ((value, _), (got, want)) in outputs.iter().zip(out.iter().zip(&want)) {
+            assert_close(
+                &format!("{name} {value} (batch {})", run[0].shape[0]),
+                got,
+                want,
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- reference math
 
 fn sigmoid(v: f32) -> f32 {
@@ -1133,12 +1192,45 @@ fn gru_burn_gates_reset_before_and_after_bidirectional_match_burn_formula() {
 
 // ---------------------------------------------------------------- attention
 
+/// burn's `MultiHeadAttention` on one sample, loop by loop: `query` `[s_q·d]` and `context`
+/// `[s_kv·d]` rows → `[s_q·d]`.
+fn mha_ref(w: &MhaWeights, query: &[f32], context: &[f32], d: usize) -> Vec<f32> {
+    let heads = w.n_heads;
+    let dk = d / heads;
+    let (s_q, s_kv) = (query.len() / d, context.len() / d);
+    let (q, k, v) = (
+        lin(&w.query, query),
+        lin(&w.key, context),
+        lin(&w.value, context),
+    );
+    let mut ctx = vec![0.0; s_q * d];
+    for hd in 0..heads {
+        let mut scores = vec![0.0; s_q * s_kv];
+        for i in 0..s_q {
+            for j in 0..s_kv {
+                let dot: f32 = (0..dk)
+                    .map(|e| q[i * d + hd * dk + e] * k[j * d + hd * dk + e])
+                    .sum();
+                scores[i * s_kv + j] = dot / (dk as f32).sqrt();
+            }
+        }
+        softmax_rows(&mut scores, s_kv);
+        for i in 0..s_q {
+            for e in 0..dk {
+                ctx[i * d + hd * dk + e] = (0..s_kv)
+                    .map(|j| scores[i * s_kv + j] * v[j * d + hd * dk + e])
+                    .sum();
+            }
+        }
+    }
+    lin(&w.output, &ctx)
+}
+
 #[test]
 fn self_attention_with_positional_embedding_matches_reference() {
     let Some(py) = common::python() else { return };
     let mut rng = Gen::new(30);
     let (s, d, heads) = (5, 8, 2);
-    let dk = d / heads;
     let mut lin_w = || LinearWeights::burn(rng.w(&[d, d]), Some(rng.w(&[d])));
     let w = MhaWeights {
         query: lin_w(),
@@ -1167,32 +1259,76 @@ fn self_attention_with_positional_embedding_matches_reference() {
                     .zip(&table.data)
                     .map(|(a, p)| a + p)
                     .collect();
-                let (q, k, v) = (lin(&w.query, &xs), lin(&w.key, &xs), lin(&w.value, &xs));
-                let mut ctx = vec![0.0; s * d];
-                for hd in 0..heads {
-                    let mut scores = vec![0.0; s * s];
-                    for i in 0..s {
-                        for j in 0..s {
-                            let dot: f32 = (0..dk)
-                                .map(|e| q[i * d + hd * dk + e] * k[j * d + hd * dk + e])
-                                .sum();
-                            scores[i * s + j] = dot / (dk as f32).sqrt();
-                        }
-                    }
-                    softmax_rows(&mut scores, s);
-                    for i in 0..s {
-                        for e in 0..dk {
-                            ctx[i * d + hd * dk + e] = (0..s)
-                                .map(|j| scores[i * s + j] * v[j * d + hd * dk + e])
-                                .sum();
-                        }
-                    }
-                }
-                y.extend(lin(&w.output, &ctx));
+                y.extend(mha_ref(&w, &xs, &xs, d));
             }
             T::new(y, &x.shape)
         },
     );
+}
+
+#[test]
+fn cross_attention_with_different_query_and_context_lengths_matches_reference() {
+    let Some(py) = common::python() else { return };
+    let mut rng = Gen::new(31);
+    let (s_q, s_kv, d, heads) = (3, 7, 8, 4);
+    let mut lin_w = || LinearWeights::burn(rng.w(&[d, d]), Some(rng.w(&[d])));
+    let w = MhaWeights {
+        query: lin_w(),
+        key: lin_w(),
+        value: lin_w(),
+        output: lin_w(),
+        n_heads: heads,
+    };
+    let mut draw = Gen::new(32);
+    check_graph(
+        &py,
+        "cross_attention",
+        &[("q", &[s_q, d]), ("c", &[s_kv, d])],
+        |name, b| draw.vec(b * d * if name == "q" { s_q } else { s_kv }),
+        |g, ins| {
+            let y = ops::cross_attention(g, "ca", &ins[0], &ins[1], &w).expect("cross attention");
+            vec![(y, vec![s_q, d])]
+        },
+        |ins| {
+            let b = ins[0].shape[0];
+            let mut y = Vec::new();
+            for n in 0..b {
+                let q = &ins[0].data[n * s_q * d..(n + 1) * s_q * d];
+                let c = &ins[1].data[n * s_kv * d..(n + 1) * s_kv * d];
+                y.extend(mha_ref(&w, q, c, d));
+            }
+            vec![T::new(y, &[b, s_q, d])]
+        },
+    );
+}
+
+#[test]
+fn self_attention_is_cross_attention_of_a_sequence_with_itself() {
+    let mut rng = Gen::new(33);
+    let d = 6;
+    let mut lin_w = || LinearWeights::burn(rng.w(&[d, d]), Some(rng.w(&[d])));
+    let w = MhaWeights {
+        query: lin_w(),
+        key: lin_w(),
+        value: lin_w(),
+        output: lin_w(),
+        n_heads: 3,
+    };
+    let graph = |cross: bool| {
+        let mut g = GraphBuilder::new("attention");
+        let x = g.input("x", &batched(&[4, d])).expect("input");
+        let y = if cross {
+            ops::cross_attention(&mut g, "mha", &x, &x, &w)
+        } else {
+            ops::self_attention(&mut g, "mha", &x, &w)
+        }
+        .expect("attention");
+        g.output(&y, &batched(&[4, d])).expect("output");
+        g.to_bytes().expect("bytes")
+    };
+    let (self_bytes, cross_bytes) = (graph(false), graph(true));
+    assert!(!self_bytes.is_empty());
+    assert_eq!(self_bytes, cross_bytes);
 }
 
 // ---------------------------------------------------------------- a whole classifier
@@ -1430,3 +1566,4 @@ fn mismatched_weights_are_refused_naming_layer_and_expected_shape() {
     let graph = model.graph.expect("graph");
     assert!(graph.node.is_empty() && graph.initializer.is_empty());
 }
+
