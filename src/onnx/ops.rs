@@ -18,10 +18,20 @@
 //! - **Attention**: [`MhaWeights`] is burn's `MultiHeadAttention`; [`cross_attention`] reads
 //!   queries from one sequence and keys/values from another, [`self_attention`] is the case of
 //!   one sequence for both.
-
+//!
+//! # Weightless helpers
+//! Elementwise arithmetic ([`add`], [`sub`], [`mul`], [`div`], [`pow`], [`maximum`], …,
+//! broadcasting against constants made by [`scalar`] or [`GraphBuilder::initializer`]), unary
+//! functions ([`exp`], [`log`], [`sin`], [`cos`], [`sqrt`], …), shapes ([`slice`], [`split`],
+//! [`concat`], [`reshape`], …), reductions ([`reduce_mean`], [`reduce_max`], [`reduce_sum`]) and
+//! per-window routing ([`less`], [`greater`], [`where_`], [`cast`]) take value names only and
+//! name their output after their first input. Opset 17 decides the operator forms: `Slice`'s and
+//! `Split`'s bounds and sizes and `ReduceSum`'s axes are int64 inputs, `ReduceMean`'s and
+//! `ReduceMax`'s axes an attribute. Recurrences are unrolled by the caller
+//! (the writer has no sub-graph attributes, so no `Loop`, `Scan` or `If`).
 
 use super::graph::{GraphBuilder, Weights};
-use super::proto::AttributeProto;
+use super::proto::{AttributeProto, DataType};
 use super::{OnnxError, Result};
 
 fn layer_err(layer: &str, what: impl Into<String>) -> OnnxError {
@@ -640,6 +650,291 @@ pub fn append_amplitude_rows(g: &mut GraphBuilder, x: &str, channels: usize) -> 
     )?;
     let amplitude = g.op("Sqrt", &[&power], vec![], &format!("{x}.amplitude"))?;
     concat(g, &[x, &amplitude], 1)
+}
+
+/// A scalar float constant (a rank-0 initializer named after `name`), for broadcasting against
+/// any tensor: `sub(g, &one, &p)` is `1 − p`.
+pub fn scalar(g: &mut GraphBuilder, name: &str, value: f32) -> Result<String> {
+    g.initializer_f32(name, &[value], &[])
+}
+
+fn binary(g: &mut GraphBuilder, op_type: &str, a: &str, b: &str, suffix: &str) -> Result<String> {
+    g.op(op_type, &[a, b], vec![], &format!("{a}.{suffix}"))
+}
+
+fn unary(g: &mut GraphBuilder, op_type: &str, x: &str, suffix: &str) -> Result<String> {
+    g.op(op_type, &[x], vec![], &format!("{x}.{suffix}"))
+}
+
+/// `Sub`, `a − b` (NumPy broadcasting).
+pub fn sub(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Sub", a, b, "sub")
+}
+
+/// `Div`, `a / b` (NumPy broadcasting; IEEE semantics: `x / 0` is ±∞ or NaN).
+pub fn div(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Div", a, b, "div")
+}
+
+/// `Max`, the elementwise larger of `a` and `b` (NumPy broadcasting).
+pub fn maximum(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Max", a, b, "max")
+}
+
+/// `Min`, the elementwise smaller of `a` and `b` (NumPy broadcasting).
+pub fn minimum(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Min", a, b, "min")
+}
+
+/// `MatMul` of two values (NumPy `matmul`: the last two axes multiply, leading axes broadcast).
+/// For a product with fixed weights use [`linear`].
+pub fn matmul(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "MatMul", a, b, "matmul")
+}
+
+/// `Pow` by a constant exponent, `x^exponent` (e.g. focal loss's `(1 − p)^γ`; a negative base
+/// with a non-integer exponent gives NaN, as in IEEE `pow`).
+pub fn pow(g: &mut GraphBuilder, x: &str, exponent: f32) -> Result<String> {
+    let e = scalar(g, &format!("{x}.exponent"), exponent)?;
+    binary(g, "Pow", x, &e, "pow")
+}
+
+/// `Exp`, `eˣ`.
+pub fn exp(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Exp", x, "exp")
+}
+
+/// `Log`, the natural logarithm (`−∞` at 0, NaN below).
+pub fn log(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Log", x, "log")
+}
+
+/// `Sin` (radians).
+pub fn sin(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Sin", x, "sin")
+}
+
+/// `Cos` (radians).
+pub fn cos(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Cos", x, "cos")
+}
+
+/// `Atan`, in `(−π/2, π/2)`; for the full-circle angle of a point see [`atan2`].
+pub fn atan(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Atan", x, "atan")
+}
+
+/// `Sqrt` (NaN below 0).
+pub fn sqrt(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Sqrt", x, "sqrt")
+}
+
+/// `Neg`, `−x`.
+pub fn neg(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Neg", x, "neg")
+}
+
+/// `Abs`, `|x|`.
+pub fn abs(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Abs", x, "abs")
+}
+
+/// `Sign`: −1, 0 or 1.
+pub fn sign(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Sign", x, "sign")
+}
+
+/// `Slice`: on each of `axes`, the elements `starts[i], starts[i] + steps[i], …` up to (not
+/// including) `ends[i]`. Negative starts and ends count from the end of the axis; out-of-range
+/// ones are clamped (`i64::MAX` means "to the end", and with a negative step `i64::MIN` means
+/// "down to the first element"). `steps` may be empty (all 1). Axes the slice does not name are
+/// kept whole.
+///
+/// # Shapes
+/// `[… d(axis) …]` → `[… ⌈(end − start) / step⌉ …]` on each sliced axis
+pub fn slice(
+    g: &mut GraphBuilder,
+    x: &str,
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[i64],
+    steps: &[i64],
+) -> Result<String> {
+    let layer = format!("{x}.slice");
+    let n = axes.len();
+    if n == 0 || starts.len() != n || ends.len() != n || !(steps.is_empty() || steps.len() == n) {
+        return Err(layer_err(
+            &layer,
+            format!(
+                "starts, ends and axes (and steps, when given) need one entry per sliced axis, got \
+                 {}, {}, {} and {}",
+                starts.len(),
+                ends.len(),
+                n,
+                steps.len()
+            ),
+        ));
+    }
+    if steps.contains(&0) {
+        return Err(layer_err(&layer, "a slice step cannot be 0"));
+    }
+    if let Some(a) = axes
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| axes[..i].contains(a).then_some(a))
+    {
+        return Err(layer_err(&layer, format!("axis {a} is sliced twice")));
+    }
+    let dims = [n];
+    let starts = g.constant_i64(&format!("{layer}.starts"), starts, &dims)?;
+    let ends = g.constant_i64(&format!("{layer}.ends"), ends, &dims)?;
+    let axes = g.constant_i64(&format!("{layer}.axes"), axes, &dims)?;
+    let mut inputs = vec![x, starts.as_str(), ends.as_str(), axes.as_str()];
+    let steps = if steps.is_empty() {
+        None
+    } else {
+        Some(g.constant_i64(&format!("{layer}.steps"), steps, &dims)?)
+    };
+    if let Some(s) = &steps {
+        inputs.push(s);
+    }
+    g.op("Slice", &inputs, vec![], &layer)
+}
+
+/// `Split` along `axis` into consecutive parts of `sizes` (which must add up to the axis's
+/// extent, as onnxruntime checks when it runs); the part sizes are an int64 input, as opset ≥ 13
+/// wants. Returns one value per part, in order.
+///
+/// # Shapes
+/// `[… d(axis) …]` → `[… sizes[k] …]` for each `k`
+pub fn split(g: &mut GraphBuilder, x: &str, axis: i64, sizes: &[usize]) -> Result<Vec<String>> {
+    let layer = format!("{x}.split");
+    if sizes.is_empty() || sizes.contains(&0) {
+        return Err(layer_err(
+            &layer,
+            format!("a split needs at least one part and no empty part, got sizes {sizes:?}"),
+        ));
+    }
+    let split = g.constant_i64(&format!("{layer}.sizes"), &to_i64(sizes), &[sizes.len()])?;
+    let outputs: Vec<String> = (0..sizes.len())
+        .map(|k| g.fresh(&format!("{layer}{k}")))
+        .collect();
+    let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    g.node(
+        "Split",
+        &[x, &split],
+        &refs,
+        vec![AttributeProto::int("axis", axis)],
+    )?;
+    Ok(outputs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions
+// ---------------------------------------------------------------------------------------------
+
+fn check_axes(layer: &str, axes: &[i64]) -> Result<()> {
+    if axes.is_empty() {
+        return Err(layer_err(
+            layer,
+            "name the axes to reduce (an empty list would mean all axes or none, by operator)",
+        ));
+    }
+    Ok(())
+}
+
+/// A reduction whose axes are an attribute (opset 17: `ReduceMean`, `ReduceMax`, …).
+fn reduce_attr(
+    g: &mut GraphBuilder,
+    op_type: &str,
+    suffix: &str,
+    x: &str,
+    axes: &[i64],
+    keepdims: bool,
+) -> Result<String> {
+    let out = format!("{x}.{suffix}");
+    check_axes(&out, axes)?;
+    g.op(
+        op_type,
+        &[x],
+        vec![
+            AttributeProto::ints("axes", axes),
+            AttributeProto::int("keepdims", i64::from(keepdims)),
+        ],
+        &out,
+    )
+}
+
+/// `ReduceMean` over `axes` (negative axes count from the end); `keepdims` keeps them as size 1.
+///
+/// # Shapes
+/// `[d0, d1, d2]`, axes `[2]` → `[d0, d1, 1]` (keepdims) or `[d0, d1]`
+pub fn reduce_mean(g: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> Result<String> {
+    reduce_attr(g, "ReduceMean", "mean", x, axes, keepdims)
+}
+
+/// `ReduceMax` over `axes`, as [`reduce_mean`].
+pub fn reduce_max(g: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> Result<String> {
+    reduce_attr(g, "ReduceMax", "max", x, axes, keepdims)
+}
+
+/// `ReduceSum` over `axes`, as [`reduce_mean`] (in opset ≥ 13 its axes are an int64 input).
+pub fn reduce_sum(g: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> Result<String> {
+    let out = format!("{x}.sum");
+    check_axes(&out, axes)?;
+    let a = g.constant_i64(&format!("{out}.axes"), axes, &[axes.len()])?;
+    g.op(
+        "ReduceSum",
+        &[x, &a],
+        vec![AttributeProto::int("keepdims", i64::from(keepdims))],
+        &out,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison and routing
+// ---------------------------------------------------------------------------------------------
+
+/// `Less`, `a < b` as a `bool` tensor (NumPy broadcasting): e.g. `less(snr_db, τ)` picks the
+/// low-SNR route per window.
+pub fn less(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Less", a, b, "lt")
+}
+
+/// `Greater`, `a > b` as a `bool` tensor (NumPy broadcasting).
+pub fn greater(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Greater", a, b, "gt")
+}
+
+/// `Where`: `a` where the `bool` tensor `cond` holds, `b` elsewhere (all three broadcast
+/// together). Both `a` and `b` are computed; only the choice is per element.
+pub fn where_(g: &mut GraphBuilder, cond: &str, a: &str, b: &str) -> Result<String> {
+    g.op("Where", &[cond, a, b], vec![], &format!("{cond}.where"))
+}
+
+/// `Cast` to the element type `to`: float → int64 truncates toward zero, any number → bool is
+/// `x ≠ 0`, bool → float is 0 or 1 (a mask for `m·a + (1 − m)·b`). Graph outputs are float32, so
+/// a value of another type must be cast back before it is one.
+pub fn cast(g: &mut GraphBuilder, x: &str, to: DataType) -> Result<String> {
+    let suffix = match to {
+        DataType::Float => "float",
+        DataType::Int32 => "int32",
+        DataType::Int64 => "int64",
+        DataType::Bool => "bool",
+        DataType::Double => "double",
+        DataType::Undefined => {
+            return Err(layer_err(
+                &format!("{x}.cast"),
+                "cast needs a defined element type",
+            ));
+        }
+    };
+    g.op(
+        "Cast",
+        &[x],
+        vec![AttributeProto::int("to", to as i64)],
+        &format!("{x}.{suffix}"),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
