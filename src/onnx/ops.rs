@@ -27,7 +27,8 @@
 //! per-window routing ([`less`], [`greater`], [`where_`], [`cast`]) take value names only and
 //! name their output after their first input. Opset 17 decides the operator forms: `Slice`'s and
 //! `Split`'s bounds and sizes and `ReduceSum`'s axes are int64 inputs, `ReduceMean`'s and
-//! `ReduceMax`'s axes an attribute. Recurrences are unrolled by the caller
+//! `ReduceMax`'s axes an attribute. What opset 17 lacks is composed: [`atan2`] (from `Atan` and
+//! `Where`), [`l2_normalize`] and [`cosine_similarity`]. Recurrences are unrolled by the caller
 //! (the writer has no sub-graph attributes, so no `Loop`, `Scan` or `If`).
 
 use super::graph::{GraphBuilder, Weights};
@@ -935,6 +936,94 @@ pub fn cast(g: &mut GraphBuilder, x: &str, to: DataType) -> Result<String> {
         vec![AttributeProto::int("to", to as i64)],
         &format!("{x}.{suffix}"),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Angles and normalisation
+// ---------------------------------------------------------------------------------------------
+
+/// The angle of the point `(x, y)`, `atan2(y, x)` in `(−π, π]` (radians), elementwise: ONNX has
+/// no `Atan2`, so it is written from `Atan`, `Less`, `Equal`, `Where`, `Sign`:
+///
+/// ```text
+/// x > 0:           atan(y / x)
+/// x < 0, y ≥ 0:    atan(y / x) + π
+/// x < 0, y < 0:    atan(y / x) − π
+/// x = 0:           sign(y)·π/2          (0 at the origin)
+/// ```
+///
+/// The division reads `x` replaced by 1 where `x = 0`, so no ∞ or NaN is formed. Signed zeros are
+/// not distinguished (`atan2(0, −1) = π`, `atan2(−0, −1)` is also π).
+pub fn atan2(g: &mut GraphBuilder, y: &str, x: &str) -> Result<String> {
+    use std::f32::consts::{FRAC_PI_2, PI};
+    let p = format!("{y}.atan2");
+    let zero = scalar(g, &format!("{p}.zero"), 0.0)?;
+    let one = scalar(g, &format!("{p}.one"), 1.0)?;
+    let pi = scalar(g, &format!("{p}.pi"), PI)?;
+    let minus_pi = scalar(g, &format!("{p}.minus_pi"), -PI)?;
+    let half_pi = scalar(g, &format!("{p}.half_pi"), FRAC_PI_2)?;
+    let on_y_axis = g.op("Equal", &[x, &zero], vec![], &format!("{p}.x_is_0"))?;
+    let safe_x = where_(g, &on_y_axis, &one, x)?;
+    let ratio = div(g, y, &safe_x)?;
+    let base = atan(g, &ratio)?;
+    let x_neg = less(g, x, &zero)?;
+    let y_neg = less(g, y, &zero)?;
+    let turn = where_(g, &y_neg, &minus_pi, &pi)?;
+    let turn = where_(g, &x_neg, &turn, &zero)?;
+    let off_axis = add(g, &base, &turn)?;
+    let sign_y = sign(g, y)?;
+    let on_axis = mul(g, &sign_y, &half_pi)?;
+    g.op(
+        "Where",
+        &[&on_y_axis, &on_axis, &off_axis],
+        vec![],
+        &format!("{p}.out"),
+    )
+}
+
+/// L2 normalisation along `axis`: `x / max(‖x‖₂, eps)` (PyTorch's `F.normalize`; a zero
+/// vector stays zero), for embeddings compared by cosine.
+///
+/// # Shapes
+/// any → same
+pub fn l2_normalize(g: &mut GraphBuilder, x: &str, axis: i64, eps: f32) -> Result<String> {
+    let squares = g.op("Mul", &[x, x], vec![], &format!("{x}.l2.squares"))?;
+    let power = reduce_sum(g, &squares, &[axis], true)?;
+    let norm = sqrt(g, &power)?;
+    let eps = scalar(g, &format!("{x}.l2.eps"), eps)?;
+    let norm = maximum(g, &norm, &eps)?;
+    g.op("Div", &[x, &norm], vec![], &format!("{x}.l2"))
+}
+
+/// Cosine similarity of each vector of `x` to each row of a fixed table `embeddings`
+/// `[n, d]` (e.g. class embeddings of a zero-shot classifier), both L2-normalised in the graph
+/// ([`l2_normalize`] with `eps`), so the table is stored verbatim as the initializer
+/// `{layer}.embeddings`.
+///
+/// # Shapes
+/// `[…, d]` → `[…, n]`, values in `[−1, 1]`
+pub fn cosine_similarity(
+    g: &mut GraphBuilder,
+    layer: &str,
+    x: &str,
+    embeddings: &Weights,
+    eps: f32,
+) -> Result<String> {
+    embeddings.expect_len(layer, "embeddings")?;
+    if embeddings.shape.len() != 2 {
+        return Err(OnnxError::WeightShape {
+            layer: layer.into(),
+            tensor: "embeddings".into(),
+            got: embeddings.shape.clone(),
+            expected: vec![],
+            meaning: "[n, d], one row per embedding".into(),
+        });
+    }
+    let table = g.initializer(&format!("{layer}.embeddings"), embeddings)?;
+    let table = l2_normalize(g, &table, 1, eps)?;
+    let table_t = transpose(g, &table, &[1, 0])?; // [d, n]
+    let x = l2_normalize(g, x, -1, eps)?;
+    g.op("MatMul", &[&x, &table_t], vec![], &format!("{layer}.out"))
 }
 
 // ---------------------------------------------------------------------------------------------

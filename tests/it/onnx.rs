@@ -1867,6 +1867,122 @@ fn snr_routing_with_less_greater_where_and_cast_matches_reference() {
 }
 
 #[test]
+fn atan2_in_all_four_quadrants_and_on_the_axes_matches_reference() {
+    let Some(py) = common::python() else { return };
+    // (y, x): the four quadrants, the four half-axes, the origin, both sides of the cut at ±π,
+    // and a point nearly on the y axis.
+    let points: [(f32, f32); 13] = [
+        (1.0, 2.0),
+        (1.5, -0.5),
+        (-0.7, -0.3),
+        (-2.0, 1.0),
+        (0.0, 1.0),
+        (0.0, -1.0),
+        (1.0, 0.0),
+        (-1.0, 0.0),
+        (0.0, 0.0),
+        (1e-3, -1.0),
+        (-1e-3, -1.0),
+        (5.0, 1e-4),
+        (-5.0, -1e-4),
+    ];
+    let w = points.len();
+    let mut draw = Gen::new(65);
+    check_graph(
+        &py,
+        "atan2",
+        &[("y", &[w]), ("x", &[w]), ("theta", &[w])],
+        |name, b| {
+            let mut v = match name {
+                "y" => points.iter().map(|p| p.0).collect(),
+                "x" => points.iter().map(|p| p.1).collect(),
+                _ => draw.vec(w).iter().map(|v| 3.1 * v).collect::<Vec<f32>>(),
+            };
+            // Further rows: random points (and angles) anywhere in the square.
+            v.extend(draw.vec((b - 1) * w).iter().map(|v| 3.1 * v));
+            v
+        },
+        |g, ins| {
+            let (y, x, theta) = (&ins[0], &ins[1], &ins[2]);
+            let angle = ops::atan2(g, y, x).expect("atan2");
+            // An angle regressed as (sin, cos) comes back as itself.
+            let s = ops::sin(g, theta).expect("sin");
+            let c = ops::cos(g, theta).expect("cos");
+            let back = ops::atan2(g, &s, &c).expect("atan2");
+            vec![(angle, vec![w]), (back, vec![w])]
+        },
+        |ins| {
+            let atan2 = zip(&ins[0], &ins[1], |y, x| (y as f64).atan2(x as f64) as f32);
+            vec![atan2, ins[2].clone()]
+        },
+    );
+}
+
+#[test]
+fn l2_normalize_and_cosine_similarity_match_reference() {
+    let Some(py) = common::python() else { return };
+    let mut rng = Gen::new(66);
+    let (rows, d, classes) = (2, 6, 4);
+    let eps = 1e-12;
+    let table = rng.w(&[classes, d]);
+    let mut draw = Gen::new(67);
+    check_graph(
+        &py,
+        "l2_cosine",
+        &[("x", &[rows, d])],
+        |_, b| {
+            let mut v = draw.vec(b * rows * d);
+            if b > 1 {
+                // A zero vector stays zero and is orthogonal to every class.
+                v[rows * d..(rows + 1) * d].fill(0.0);
+            }
+            v
+        },
+        |g, ins| {
+            let x = &ins[0];
+            let unit = ops::l2_normalize(g, x, -1, eps).expect("l2");
+            let columns = ops::l2_normalize(g, x, 1, eps).expect("l2");
+            let cos = ops::cosine_similarity(g, "zsl", x, &table, eps).expect("cosine");
+            vec![
+                (unit, vec![rows, d]),
+                (columns, vec![rows, d]),
+                (cos, vec![rows, classes]),
+            ]
+        },
+        |ins| {
+            let x = &ins[0];
+            let b = x.shape[0];
+            let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt().max(eps);
+            let mut unit = Vec::new();
+            let mut cos = Vec::new();
+            for v in x.data.chunks(d) {
+                let nv = norm(v);
+                unit.extend(v.iter().map(|a| a / nv));
+                for e in table.data.chunks(d) {
+                    let dot: f32 = v.iter().zip(e).map(|(p, q)| p * q).sum();
+                    cos.push(dot / nv / norm(e));
+                }
+            }
+            let mut columns = x.data.clone();
+            for n in 0..b {
+                for j in 0..d {
+                    let col: Vec<f32> = (0..rows).map(|i| x.data[(n * rows + i) * d + j]).collect();
+                    let nc = norm(&col);
+                    for i in 0..rows {
+                        columns[(n * rows + i) * d + j] /= nc;
+                    }
+                }
+            }
+            vec![
+                T::new(unit, &x.shape),
+                T::new(columns, &x.shape),
+                T::new(cos, &[b, rows, classes]),
+            ]
+        },
+    );
+}
+
+#[test]
 fn weightless_helpers_refuse_bad_arguments_naming_what_was_expected() {
     let mut g = GraphBuilder::new("bad_args");
     let x = g.input("x", &batched(&[4, 8])).expect("input");
@@ -1890,6 +2006,17 @@ fn weightless_helpers_refuse_bad_arguments_naming_what_was_expected() {
     assert!(err.contains("name the axes"), "{err}");
     let err = err_text(ops::cast(&mut g, &x, DataType::Undefined));
     assert!(err.contains("defined element type"), "{err}");
+    let err = err_text(ops::cosine_similarity(
+        &mut g,
+        "zsl",
+        &x,
+        &Weights::new(vec![0.0; 8], [8]),
+        1e-12,
+    ));
+    assert!(
+        err.contains("layer 'zsl'") && err.contains("embeddings is [8]"),
+        "{err}"
+    );
     // Nothing half-built was left behind: the graph is still just `x`.
     g.output(&x, &batched(&[4, 8])).expect("output");
     let graph = g.build().expect("build").graph.expect("graph");
