@@ -15,9 +15,24 @@
 //! - **BatchNorm / LayerNorm**: `gamma`/`beta` and running stats are `[channels]` / `[d_model]`.
 //! - **LSTM / GRU**: see [`LstmCell`] and [`GruCell`] for the gate orders and how they are
 //!   reordered into ONNX's.
+//! - **Attention**: [`MhaWeights`] is burn's `MultiHeadAttention`; [`cross_attention`] reads
+//!   queries from one sequence and keys/values from another, [`self_attention`] is the case of
+//!   one sequence for both.
+//!
+//! # Weightless helpers
+//! Elementwise arithmetic ([`add`], [`sub`], [`mul`], [`div`], [`pow`], [`maximum`], …,
+//! broadcasting against constants made by [`scalar`] or [`GraphBuilder::initializer`]), unary
+//! functions ([`exp`], [`log`], [`sin`], [`cos`], [`sqrt`], …), shapes ([`slice`], [`split`],
+//! [`concat`], [`reshape`], …), reductions ([`reduce_mean`], [`reduce_max`], [`reduce_sum`]) and
+//! per-window routing ([`less`], [`greater`], [`where_`], [`cast`]) take value names only and
+//! name their output after their first input. Opset 17 decides the operator forms: `Slice`'s and
+//! `Split`'s bounds and sizes and `ReduceSum`'s axes are int64 inputs, `ReduceMean`'s and
+//! `ReduceMax`'s axes an attribute. What opset 17 lacks is composed: [`atan2`] (from `Atan` and
+//! `Where`), [`l2_normalize`] and [`cosine_similarity`]. Recurrences are unrolled by the caller
+//! (the writer has no sub-graph attributes, so no `Loop`, `Scan` or `If`).
 
 use super::graph::{GraphBuilder, Weights};
-use super::proto::AttributeProto;
+use super::proto::{AttributeProto, DataType};
 use super::{OnnxError, Result};
 
 fn layer_err(layer: &str, what: impl Into<String>) -> OnnxError {
@@ -638,6 +653,379 @@ pub fn append_amplitude_rows(g: &mut GraphBuilder, x: &str, channels: usize) -> 
     concat(g, &[x, &amplitude], 1)
 }
 
+/// A scalar float constant (a rank-0 initializer named after `name`), for broadcasting against
+/// any tensor: `sub(g, &one, &p)` is `1 − p`.
+pub fn scalar(g: &mut GraphBuilder, name: &str, value: f32) -> Result<String> {
+    g.initializer_f32(name, &[value], &[])
+}
+
+fn binary(g: &mut GraphBuilder, op_type: &str, a: &str, b: &str, suffix: &str) -> Result<String> {
+    g.op(op_type, &[a, b], vec![], &format!("{a}.{suffix}"))
+}
+
+fn unary(g: &mut GraphBuilder, op_type: &str, x: &str, suffix: &str) -> Result<String> {
+    g.op(op_type, &[x], vec![], &format!("{x}.{suffix}"))
+}
+
+/// `Sub`, `a − b` (NumPy broadcasting).
+pub fn sub(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Sub", a, b, "sub")
+}
+
+/// `Div`, `a / b` (NumPy broadcasting; IEEE semantics: `x / 0` is ±∞ or NaN).
+pub fn div(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Div", a, b, "div")
+}
+
+/// `Max`, the elementwise larger of `a` and `b` (NumPy broadcasting).
+pub fn maximum(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Max", a, b, "max")
+}
+
+/// `Min`, the elementwise smaller of `a` and `b` (NumPy broadcasting).
+pub fn minimum(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Min", a, b, "min")
+}
+
+/// `MatMul` of two values (NumPy `matmul`: the last two axes multiply, leading axes broadcast).
+/// For a product with fixed weights use [`linear`].
+pub fn matmul(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "MatMul", a, b, "matmul")
+}
+
+/// `Pow` by a constant exponent, `x^exponent` (e.g. focal loss's `(1 − p)^γ`; a negative base
+/// with a non-integer exponent gives NaN, as in IEEE `pow`).
+pub fn pow(g: &mut GraphBuilder, x: &str, exponent: f32) -> Result<String> {
+    let e = scalar(g, &format!("{x}.exponent"), exponent)?;
+    binary(g, "Pow", x, &e, "pow")
+}
+
+/// `Exp`, `eˣ`.
+pub fn exp(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Exp", x, "exp")
+}
+
+/// `Log`, the natural logarithm (`−∞` at 0, NaN below).
+pub fn log(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Log", x, "log")
+}
+
+/// `Sin` (radians).
+pub fn sin(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Sin", x, "sin")
+}
+
+/// `Cos` (radians).
+pub fn cos(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Cos", x, "cos")
+}
+
+/// `Atan`, in `(−π/2, π/2)`; for the full-circle angle of a point see [`atan2`].
+pub fn atan(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Atan", x, "atan")
+}
+
+/// `Sqrt` (NaN below 0).
+pub fn sqrt(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Sqrt", x, "sqrt")
+}
+
+/// `Neg`, `−x`.
+pub fn neg(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Neg", x, "neg")
+}
+
+/// `Abs`, `|x|`.
+pub fn abs(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Abs", x, "abs")
+}
+
+/// `Sign`: −1, 0 or 1.
+pub fn sign(g: &mut GraphBuilder, x: &str) -> Result<String> {
+    unary(g, "Sign", x, "sign")
+}
+
+/// `Slice`: on each of `axes`, the elements `starts[i], starts[i] + steps[i], …` up to (not
+/// including) `ends[i]`. Negative starts and ends count from the end of the axis; out-of-range
+/// ones are clamped (`i64::MAX` means "to the end", and with a negative step `i64::MIN` means
+/// "down to the first element"). `steps` may be empty (all 1). Axes the slice does not name are
+/// kept whole.
+///
+/// # Shapes
+/// `[… d(axis) …]` → `[… ⌈(end − start) / step⌉ …]` on each sliced axis
+pub fn slice(
+    g: &mut GraphBuilder,
+    x: &str,
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[i64],
+    steps: &[i64],
+) -> Result<String> {
+    let layer = format!("{x}.slice");
+    let n = axes.len();
+    if n == 0 || starts.len() != n || ends.len() != n || !(steps.is_empty() || steps.len() == n) {
+        return Err(layer_err(
+            &layer,
+            format!(
+                "starts, ends and axes (and steps, when given) need one entry per sliced axis, got \
+                 {}, {}, {} and {}",
+                starts.len(),
+                ends.len(),
+                n,
+                steps.len()
+            ),
+        ));
+    }
+    if steps.contains(&0) {
+        return Err(layer_err(&layer, "a slice step cannot be 0"));
+    }
+    if let Some(a) = axes
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| axes[..i].contains(a).then_some(a))
+    {
+        return Err(layer_err(&layer, format!("axis {a} is sliced twice")));
+    }
+    let dims = [n];
+    let starts = g.constant_i64(&format!("{layer}.starts"), starts, &dims)?;
+    let ends = g.constant_i64(&format!("{layer}.ends"), ends, &dims)?;
+    let axes = g.constant_i64(&format!("{layer}.axes"), axes, &dims)?;
+    let mut inputs = vec![x, starts.as_str(), ends.as_str(), axes.as_str()];
+    let steps = if steps.is_empty() {
+        None
+    } else {
+        Some(g.constant_i64(&format!("{layer}.steps"), steps, &dims)?)
+    };
+    if let Some(s) = &steps {
+        inputs.push(s);
+    }
+    g.op("Slice", &inputs, vec![], &layer)
+}
+
+/// `Split` along `axis` into consecutive parts of `sizes` (which must add up to the axis's
+/// extent, as onnxruntime checks when it runs); the part sizes are an int64 input, as opset ≥ 13
+/// wants. Returns one value per part, in order.
+///
+/// # Shapes
+/// `[… d(axis) …]` → `[… sizes[k] …]` for each `k`
+pub fn split(g: &mut GraphBuilder, x: &str, axis: i64, sizes: &[usize]) -> Result<Vec<String>> {
+    let layer = format!("{x}.split");
+    if sizes.is_empty() || sizes.contains(&0) {
+        return Err(layer_err(
+            &layer,
+            format!("a split needs at least one part and no empty part, got sizes {sizes:?}"),
+        ));
+    }
+    let split = g.constant_i64(&format!("{layer}.sizes"), &to_i64(sizes), &[sizes.len()])?;
+    let outputs: Vec<String> = (0..sizes.len())
+        .map(|k| g.fresh(&format!("{layer}{k}")))
+        .collect();
+    let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    g.node(
+        "Split",
+        &[x, &split],
+        &refs,
+        vec![AttributeProto::int("axis", axis)],
+    )?;
+    Ok(outputs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions
+// ---------------------------------------------------------------------------------------------
+
+fn check_axes(layer: &str, axes: &[i64]) -> Result<()> {
+    if axes.is_empty() {
+        return Err(layer_err(
+            layer,
+            "name the axes to reduce (an empty list would mean all axes or none, by operator)",
+        ));
+    }
+    Ok(())
+}
+
+/// A reduction whose axes are an attribute (opset 17: `ReduceMean`, `ReduceMax`, …).
+fn reduce_attr(
+    g: &mut GraphBuilder,
+    op_type: &str,
+    suffix: &str,
+    x: &str,
+    axes: &[i64],
+    keepdims: bool,
+) -> Result<String> {
+    let out = format!("{x}.{suffix}");
+    check_axes(&out, axes)?;
+    g.op(
+        op_type,
+        &[x],
+        vec![
+            AttributeProto::ints("axes", axes),
+            AttributeProto::int("keepdims", i64::from(keepdims)),
+        ],
+        &out,
+    )
+}
+
+/// `ReduceMean` over `axes` (negative axes count from the end); `keepdims` keeps them as size 1.
+///
+/// # Shapes
+/// `[d0, d1, d2]`, axes `[2]` → `[d0, d1, 1]` (keepdims) or `[d0, d1]`
+pub fn reduce_mean(g: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> Result<String> {
+    reduce_attr(g, "ReduceMean", "mean", x, axes, keepdims)
+}
+
+/// `ReduceMax` over `axes`, as [`reduce_mean`].
+pub fn reduce_max(g: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> Result<String> {
+    reduce_attr(g, "ReduceMax", "max", x, axes, keepdims)
+}
+
+/// `ReduceSum` over `axes`, as [`reduce_mean`] (in opset ≥ 13 its axes are an int64 input).
+pub fn reduce_sum(g: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> Result<String> {
+    let out = format!("{x}.sum");
+    check_axes(&out, axes)?;
+    let a = g.constant_i64(&format!("{out}.axes"), axes, &[axes.len()])?;
+    g.op(
+        "ReduceSum",
+        &[x, &a],
+        vec![AttributeProto::int("keepdims", i64::from(keepdims))],
+        &out,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison and routing
+// ---------------------------------------------------------------------------------------------
+
+/// `Less`, `a < b` as a `bool` tensor (NumPy broadcasting): e.g. `less(snr_db, τ)` picks the
+/// low-SNR route per window.
+pub fn less(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Less", a, b, "lt")
+}
+
+/// `Greater`, `a > b` as a `bool` tensor (NumPy broadcasting).
+pub fn greater(g: &mut GraphBuilder, a: &str, b: &str) -> Result<String> {
+    binary(g, "Greater", a, b, "gt")
+}
+
+/// `Where`: `a` where the `bool` tensor `cond` holds, `b` elsewhere (all three broadcast
+/// together). Both `a` and `b` are computed; only the choice is per element.
+pub fn where_(g: &mut GraphBuilder, cond: &str, a: &str, b: &str) -> Result<String> {
+    g.op("Where", &[cond, a, b], vec![], &format!("{cond}.where"))
+}
+
+/// `Cast` to the element type `to`: float → int64 truncates toward zero, any number → bool is
+/// `x ≠ 0`, bool → float is 0 or 1 (a mask for `m·a + (1 − m)·b`). Graph outputs are float32, so
+/// a value of another type must be cast back before it is one.
+pub fn cast(g: &mut GraphBuilder, x: &str, to: DataType) -> Result<String> {
+    let suffix = match to {
+        DataType::Float => "float",
+        DataType::Int32 => "int32",
+        DataType::Int64 => "int64",
+        DataType::Bool => "bool",
+        DataType::Double => "double",
+        DataType::Undefined => {
+            return Err(layer_err(
+                &format!("{x}.cast"),
+                "cast needs a defined element type",
+            ));
+        }
+    };
+    g.op(
+        "Cast",
+        &[x],
+        vec![AttributeProto::int("to", to as i64)],
+        &format!("{x}.{suffix}"),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Angles and normalisation
+// ---------------------------------------------------------------------------------------------
+
+/// The angle of the point `(x, y)`, `atan2(y, x)` in `(−π, π]` (radians), elementwise: ONNX has
+/// no `Atan2`, so it is written from `Atan`, `Less`, `Equal`, `Where`, `Sign`:
+///
+/// ```text
+/// x > 0:           atan(y / x)
+/// x < 0, y ≥ 0:    atan(y / x) + π
+/// x < 0, y < 0:    atan(y / x) − π
+/// x = 0:           sign(y)·π/2          (0 at the origin)
+/// ```
+///
+/// The division reads `x` replaced by 1 where `x = 0`, so no ∞ or NaN is formed. Signed zeros are
+/// not distinguished (`atan2(0, −1) = π`, `atan2(−0, −1)` is also π).
+pub fn atan2(g: &mut GraphBuilder, y: &str, x: &str) -> Result<String> {
+    use std::f32::consts::{FRAC_PI_2, PI};
+    let p = format!("{y}.atan2");
+    let zero = scalar(g, &format!("{p}.zero"), 0.0)?;
+    let one = scalar(g, &format!("{p}.one"), 1.0)?;
+    let pi = scalar(g, &format!("{p}.pi"), PI)?;
+    let minus_pi = scalar(g, &format!("{p}.minus_pi"), -PI)?;
+    let half_pi = scalar(g, &format!("{p}.half_pi"), FRAC_PI_2)?;
+    let on_y_axis = g.op("Equal", &[x, &zero], vec![], &format!("{p}.x_is_0"))?;
+    let safe_x = where_(g, &on_y_axis, &one, x)?;
+    let ratio = div(g, y, &safe_x)?;
+    let base = atan(g, &ratio)?;
+    let x_neg = less(g, x, &zero)?;
+    let y_neg = less(g, y, &zero)?;
+    let turn = where_(g, &y_neg, &minus_pi, &pi)?;
+    let turn = where_(g, &x_neg, &turn, &zero)?;
+    let off_axis = add(g, &base, &turn)?;
+    let sign_y = sign(g, y)?;
+    let on_axis = mul(g, &sign_y, &half_pi)?;
+    g.op(
+        "Where",
+        &[&on_y_axis, &on_axis, &off_axis],
+        vec![],
+        &format!("{p}.out"),
+    )
+}
+
+/// L2 normalisation along `axis`: `x / max(‖x‖₂, eps)` (PyTorch's `F.normalize`; a zero
+/// vector stays zero), for embeddings compared by cosine.
+///
+/// # Shapes
+/// any → same
+pub fn l2_normalize(g: &mut GraphBuilder, x: &str, axis: i64, eps: f32) -> Result<String> {
+    let squares = g.op("Mul", &[x, x], vec![], &format!("{x}.l2.squares"))?;
+    let power = reduce_sum(g, &squares, &[axis], true)?;
+    let norm = sqrt(g, &power)?;
+    let eps = scalar(g, &format!("{x}.l2.eps"), eps)?;
+    let norm = maximum(g, &norm, &eps)?;
+    g.op("Div", &[x, &norm], vec![], &format!("{x}.l2"))
+}
+
+/// Cosine similarity of each vector of `x` to each row of a fixed table `embeddings`
+/// `[n, d]` (e.g. class embeddings of a zero-shot classifier), both L2-normalised in the graph
+/// ([`l2_normalize`] with `eps`), so the table is stored verbatim as the initializer
+/// `{layer}.embeddings`.
+///
+/// # Shapes
+/// `[…, d]` → `[…, n]`, values in `[−1, 1]`
+pub fn cosine_similarity(
+    g: &mut GraphBuilder,
+    layer: &str,
+    x: &str,
+    embeddings: &Weights,
+    eps: f32,
+) -> Result<String> {
+    embeddings.expect_len(layer, "embeddings")?;
+    if embeddings.shape.len() != 2 {
+        return Err(OnnxError::WeightShape {
+            layer: layer.into(),
+            tensor: "embeddings".into(),
+            got: embeddings.shape.clone(),
+            expected: vec![],
+            meaning: "[n, d], one row per embedding".into(),
+        });
+    }
+    let table = g.initializer(&format!("{layer}.embeddings"), embeddings)?;
+    let table = l2_normalize(g, &table, 1, eps)?;
+    let table_t = transpose(g, &table, &[1, 0])?; // [d, n]
+    let x = l2_normalize(g, x, -1, eps)?;
+    g.op("MatMul", &[&x, &table_t], vec![], &format!("{layer}.out"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Recurrent layers
 // ---------------------------------------------------------------------------------------------
@@ -1095,13 +1483,8 @@ pub struct MhaWeights {
     pub n_heads: usize,
 }
 
-/// Multi-head self-attention from `MatMul`, `Reshape`, `Transpose`, `Div`, `Softmax`:
-///
-/// ```text
-/// q, k, v = x·W_q + b_q, …             [batch, seq, d_model] → [batch, heads, seq, d_k]
-/// weights = softmax(q·kᵀ / √d_k)       [batch, heads, seq, seq]
-/// y = concat_heads(weights·v)·W_o + b_o
-/// ```
+/// Multi-head self-attention: [`cross_attention`] with the queries, keys and values all
+/// projected from `x`.
 ///
 /// # Shapes
 /// `[batch, seq, d_model]` → `[batch, seq, d_model]`
@@ -1109,6 +1492,31 @@ pub fn self_attention(
     g: &mut GraphBuilder,
     layer: &str,
     x: &str,
+    w: &MhaWeights,
+) -> Result<String> {
+    cross_attention(g, layer, x, x, w)
+}
+
+/// Multi-head attention of one sequence over another (burn's `MultiHeadAttention` given
+/// `MhaInput::new(query, context, context)`), from `MatMul`, `Reshape`, `Transpose`, `Div`,
+/// `Softmax`:
+///
+/// ```text
+/// q = query·W_q + b_q                  [batch, s_q, d_model] → [batch, heads, s_q, d_k]
+/// k, v = context·W_k + b_k, …          [batch, s_kv, d_model] → [batch, heads, s_kv, d_k]
+/// weights = softmax(q·kᵀ / √d_k)       [batch, heads, s_q, s_kv]
+/// y = concat_heads(weights·v)·W_o + b_o
+/// ```
+///
+/// With `query == context` this is [`self_attention`] (the same nodes and initializers).
+///
+/// # Shapes
+/// query `[batch, s_q, d_model]`, context `[batch, s_kv, d_model]` → `[batch, s_q, d_model]`
+pub fn cross_attention(
+    g: &mut GraphBuilder,
+    layer: &str,
+    query: &str,
+    context: &str,
     w: &MhaWeights,
 ) -> Result<String> {
     let (d_model, _) = w.query.check(layer, "query.")?;
@@ -1128,14 +1536,15 @@ pub fn self_attention(
         lin.check_dims(layer, name, d_model, d_model)?;
     }
     let heads = w.n_heads as i64;
-    let project = |g: &mut GraphBuilder, name: &str, lin: &LinearWeights, perm: &[i64]| {
-        let y = linear(g, &format!("{layer}.{name}"), x, lin)?; // [batch, seq, d_model]
-        let y = reshape(g, &y, &[0, 0, heads, d_k as i64])?; // [batch, seq, heads, d_k]
-        transpose(g, &y, perm)
-    };
-    let q = project(g, "query", &w.query, &[0, 2, 1, 3])?; // [batch, heads, seq, d_k]
-    let kt = project(g, "key", &w.key, &[0, 2, 3, 1])?; // [batch, heads, d_k, seq]
-    let v = project(g, "value", &w.value, &[0, 2, 1, 3])?; // [batch, heads, seq, d_k]
+    let project =
+        |g: &mut GraphBuilder, name: &str, src: &str, lin: &LinearWeights, perm: &[i64]| {
+            let y = linear(g, &format!("{layer}.{name}"), src, lin)?; // [batch, seq, d_model]
+            let y = reshape(g, &y, &[0, 0, heads, d_k as i64])?; // [batch, seq, heads, d_k]
+            transpose(g, &y, perm)
+        };
+    let q = project(g, "query", query, &w.query, &[0, 2, 1, 3])?; // [batch, heads, s_q, d_k]
+    let kt = project(g, "key", context, &w.key, &[0, 2, 3, 1])?; // [batch, heads, d_k, s_kv]
+    let v = project(g, "value", context, &w.value, &[0, 2, 1, 3])?; // [batch, heads, s_kv, d_k]
     let scores = g.op("MatMul", &[&q, &kt], vec![], &format!("{layer}.scores"))?;
     let scale = g.initializer_f32(&format!("{layer}.sqrt_dk"), &[(d_k as f32).sqrt()], &[])?;
     let scores = g.op(
@@ -1144,15 +1553,15 @@ pub fn self_attention(
         vec![],
         &format!("{layer}.scaled"),
     )?;
-    let weights = softmax(g, &scores, -1)?; // [batch, heads, seq, seq]
+    let weights = softmax(g, &scores, -1)?; // [batch, heads, s_q, s_kv]
     let ctx = g.op(
         "MatMul",
         &[&weights, &v],
         vec![],
         &format!("{layer}.context"),
     )?;
-    let ctx = transpose(g, &ctx, &[0, 2, 1, 3])?; // [batch, seq, heads, d_k]
-    let ctx = reshape(g, &ctx, &[0, 0, d_model as i64])?; // [batch, seq, d_model]
+    let ctx = transpose(g, &ctx, &[0, 2, 1, 3])?; // [batch, s_q, heads, d_k]
+    let ctx = reshape(g, &ctx, &[0, 0, d_model as i64])?; // [batch, s_q, d_model]
     linear(g, &format!("{layer}.output"), &ctx, &w.output)
 }
 

@@ -14,6 +14,7 @@ use specwatch::onnx::ops::{
     self, BatchNormWeights, ConvOptions, ConvWeights, Direction, GateWeights, GruCell, GruWeights,
     LayerNormWeights, LinearWeights, LstmCell, LstmWeights, MhaWeights, PoolOptions,
 };
+use specwatch::onnx::proto::DataType;
 use specwatch::onnx::{Dim, GraphBuilder, OnnxError, Weights};
 
 use crate::common;
@@ -190,6 +191,79 @@ fn check_single(
 
 fn fixed(dims: &[usize]) -> Vec<Dim> {
     dims.iter().map(|&d| Dim::from(d)).collect()
+}
+
+/// `[batch, rest…]` as graph dims.
+fn batched(rest: &[usize]) -> Vec<Dim> {
+    let mut dims = vec![Dim::batch()];
+    dims.extend(rest.iter().map(|&d| Dim::from(d)));
+    dims
+}
+
+/// Builds a model with several inputs (`(name, shape after the batch axis)`) and outputs, runs it
+/// at batch 1 and 3 with inputs drawn by `data(name, batch)`, and compares every output with
+/// `reference(inputs)` (in the order `build` declared them). `build` gets the input names and
+/// returns each output's value and shape after the batch axis.
+fn check_graph(
+    py: &Path,
+    name: &str,
+    inputs: &[(&str, &[usize])],
+    mut data: impl FnMut(&str, usize) -> Vec<f32>,
+    build: impl FnOnce(&mut GraphBuilder, &[String]) -> Vec<(String, Vec<usize>)>,
+    reference: impl Fn(&[T]) -> Vec<T>,
+) {
+    let mut g = GraphBuilder::new(name);
+    let names: Vec<String> = inputs
+        .iter()
+        .map(|(n, rest)| g.input(n, &batched(rest)).expect("input"))
+        .collect();
+    let outputs = build(&mut g, &names);
+    for (value, rest) in &outputs {
+        g.output(value, &batched(rest)).expect("output");
+    }
+    let runs: Vec<Vec<T>> = [1usize, 3]
+        .iter()
+        .map(|&b| {
+            inputs
+                .iter()
+                .map(|(n, rest)| {
+                    let mut shape = vec![b];
+                    shape.extend_from_slice(rest);
+                    T::new(data(n, b), &shape)
+                })
+                .collect()
+        })
+        .collect();
+    let feeds: Vec<Vec<(&str, &T)>> = runs
+        .iter()
+        .map(|run| inputs.iter().map(|(n, _)| *n).zip(run).collect())
+        .collect();
+    let outs = check_and_run(py, &g, &feeds);
+    for (run, out) in runs.iter().zip(&outs) {
+        let want = reference(run);
+        assert_eq!(out.len(), want.len(), "{name}: output count");
+        for ((value, _), (got, want)) in outputs.iter().zip(out.iter().zip(&want)) {
+            assert_close(
+                &format!("{name} {value} (batch {})", run[0].shape[0]),
+                got,
+                want,
+            );
+        }
+    }
+}
+
+/// Applies `f` to every element.
+fn map(x: &T, f: impl Fn(f32) -> f32) -> T {
+    T::new(x.data.iter().map(|&v| f(v)).collect(), &x.shape)
+}
+
+/// Applies `f` to corresponding elements of two tensors of one shape.
+fn zip(a: &T, b: &T, f: impl Fn(f32, f32) -> f32) -> T {
+    assert_eq!(a.shape, b.shape);
+    T::new(
+        a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect(),
+        &a.shape,
+    )
 }
 
 // ---------------------------------------------------------------- reference math
@@ -1133,12 +1207,45 @@ fn gru_burn_gates_reset_before_and_after_bidirectional_match_burn_formula() {
 
 // ---------------------------------------------------------------- attention
 
+/// burn's `MultiHeadAttention` on one sample, loop by loop: `query` `[s_q·d]` and `context`
+/// `[s_kv·d]` rows → `[s_q·d]`.
+fn mha_ref(w: &MhaWeights, query: &[f32], context: &[f32], d: usize) -> Vec<f32> {
+    let heads = w.n_heads;
+    let dk = d / heads;
+    let (s_q, s_kv) = (query.len() / d, context.len() / d);
+    let (q, k, v) = (
+        lin(&w.query, query),
+        lin(&w.key, context),
+        lin(&w.value, context),
+    );
+    let mut ctx = vec![0.0; s_q * d];
+    for hd in 0..heads {
+        let mut scores = vec![0.0; s_q * s_kv];
+        for i in 0..s_q {
+            for j in 0..s_kv {
+                let dot: f32 = (0..dk)
+                    .map(|e| q[i * d + hd * dk + e] * k[j * d + hd * dk + e])
+                    .sum();
+                scores[i * s_kv + j] = dot / (dk as f32).sqrt();
+            }
+        }
+        softmax_rows(&mut scores, s_kv);
+        for i in 0..s_q {
+            for e in 0..dk {
+                ctx[i * d + hd * dk + e] = (0..s_kv)
+                    .map(|j| scores[i * s_kv + j] * v[j * d + hd * dk + e])
+                    .sum();
+            }
+        }
+    }
+    lin(&w.output, &ctx)
+}
+
 #[test]
 fn self_attention_with_positional_embedding_matches_reference() {
     let Some(py) = common::python() else { return };
     let mut rng = Gen::new(30);
     let (s, d, heads) = (5, 8, 2);
-    let dk = d / heads;
     let mut lin_w = || LinearWeights::burn(rng.w(&[d, d]), Some(rng.w(&[d])));
     let w = MhaWeights {
         query: lin_w(),
@@ -1167,32 +1274,76 @@ fn self_attention_with_positional_embedding_matches_reference() {
                     .zip(&table.data)
                     .map(|(a, p)| a + p)
                     .collect();
-                let (q, k, v) = (lin(&w.query, &xs), lin(&w.key, &xs), lin(&w.value, &xs));
-                let mut ctx = vec![0.0; s * d];
-                for hd in 0..heads {
-                    let mut scores = vec![0.0; s * s];
-                    for i in 0..s {
-                        for j in 0..s {
-                            let dot: f32 = (0..dk)
-                                .map(|e| q[i * d + hd * dk + e] * k[j * d + hd * dk + e])
-                                .sum();
-                            scores[i * s + j] = dot / (dk as f32).sqrt();
-                        }
-                    }
-                    softmax_rows(&mut scores, s);
-                    for i in 0..s {
-                        for e in 0..dk {
-                            ctx[i * d + hd * dk + e] = (0..s)
-                                .map(|j| scores[i * s + j] * v[j * d + hd * dk + e])
-                                .sum();
-                        }
-                    }
-                }
-                y.extend(lin(&w.output, &ctx));
+                y.extend(mha_ref(&w, &xs, &xs, d));
             }
             T::new(y, &x.shape)
         },
     );
+}
+
+#[test]
+fn cross_attention_with_different_query_and_context_lengths_matches_reference() {
+    let Some(py) = common::python() else { return };
+    let mut rng = Gen::new(31);
+    let (s_q, s_kv, d, heads) = (3, 7, 8, 4);
+    let mut lin_w = || LinearWeights::burn(rng.w(&[d, d]), Some(rng.w(&[d])));
+    let w = MhaWeights {
+        query: lin_w(),
+        key: lin_w(),
+        value: lin_w(),
+        output: lin_w(),
+        n_heads: heads,
+    };
+    let mut draw = Gen::new(32);
+    check_graph(
+        &py,
+        "cross_attention",
+        &[("q", &[s_q, d]), ("c", &[s_kv, d])],
+        |name, b| draw.vec(b * d * if name == "q" { s_q } else { s_kv }),
+        |g, ins| {
+            let y = ops::cross_attention(g, "ca", &ins[0], &ins[1], &w).expect("cross attention");
+            vec![(y, vec![s_q, d])]
+        },
+        |ins| {
+            let b = ins[0].shape[0];
+            let mut y = Vec::new();
+            for n in 0..b {
+                let q = &ins[0].data[n * s_q * d..(n + 1) * s_q * d];
+                let c = &ins[1].data[n * s_kv * d..(n + 1) * s_kv * d];
+                y.extend(mha_ref(&w, q, c, d));
+            }
+            vec![T::new(y, &[b, s_q, d])]
+        },
+    );
+}
+
+#[test]
+fn self_attention_is_cross_attention_of_a_sequence_with_itself() {
+    let mut rng = Gen::new(33);
+    let d = 6;
+    let mut lin_w = || LinearWeights::burn(rng.w(&[d, d]), Some(rng.w(&[d])));
+    let w = MhaWeights {
+        query: lin_w(),
+        key: lin_w(),
+        value: lin_w(),
+        output: lin_w(),
+        n_heads: 3,
+    };
+    let graph = |cross: bool| {
+        let mut g = GraphBuilder::new("attention");
+        let x = g.input("x", &batched(&[4, d])).expect("input");
+        let y = if cross {
+            ops::cross_attention(&mut g, "mha", &x, &x, &w)
+        } else {
+            ops::self_attention(&mut g, "mha", &x, &w)
+        }
+        .expect("attention");
+        g.output(&y, &batched(&[4, d])).expect("output");
+        g.to_bytes().expect("bytes")
+    };
+    let (self_bytes, cross_bytes) = (graph(false), graph(true));
+    assert!(!self_bytes.is_empty());
+    assert_eq!(self_bytes, cross_bytes);
 }
 
 // ---------------------------------------------------------------- a whole classifier
@@ -1428,5 +1579,446 @@ fn mismatched_weights_are_refused_naming_layer_and_expected_shape() {
         .expect("output");
     let model = g.build().expect("build");
     let graph = model.graph.expect("graph");
+    assert!(graph.node.is_empty() && graph.initializer.is_empty());
+}
+
+// ---------------------------------------------------------------- weightless helpers
+
+#[test]
+fn elementwise_arithmetic_and_functions_match_reference() {
+    let Some(py) = common::python() else { return };
+    let mut rng = Gen::new(60);
+    let (r, c) = (3, 4);
+    let row = rng.positive(&[c]);
+    let mut draw = Gen::new(61);
+    check_graph(
+        &py,
+        "elementwise",
+        &[("a", &[r, c]), ("p", &[r, c])],
+        |name, b| {
+            if name == "a" {
+                // Wider than (−1, 1) for the trigonometric functions; one exact 0 for Sign.
+                let mut v: Vec<f32> = draw.vec(b * r * c).iter().map(|v| 3.0 * v).collect();
+                v[0] = 0.0;
+                v
+            } else {
+                draw.positive(&[b * r * c]).data
+            }
+        },
+        |g, ins| {
+            let (a, p) = (&ins[0], &ins[1]);
+            let one = ops::scalar(g, "one", 1.0).expect("scalar");
+            let row = g.initializer("row", &row).expect("row");
+            let same = vec![r, c];
+            let pt = ops::transpose(g, p, &[0, 2, 1]).expect("transpose");
+            vec![
+                (ops::sub(g, a, p).expect("sub"), same.clone()),
+                (ops::sub(g, &one, a).expect("sub"), same.clone()),
+                (ops::div(g, a, p).expect("div"), same.clone()),
+                (ops::div(g, a, &row).expect("div"), same.clone()),
+                (ops::exp(g, a).expect("exp"), same.clone()),
+                (ops::log(g, p).expect("log"), same.clone()),
+                (ops::sin(g, a).expect("sin"), same.clone()),
+                (ops::cos(g, a).expect("cos"), same.clone()),
+                (ops::atan(g, a).expect("atan"), same.clone()),
+                (ops::sqrt(g, p).expect("sqrt"), same.clone()),
+                (ops::neg(g, a).expect("neg"), same.clone()),
+                (ops::abs(g, a).expect("abs"), same.clone()),
+                (ops::sign(g, a).expect("sign"), same.clone()),
+                (ops::pow(g, p, 2.5).expect("pow"), same.clone()),
+                (ops::pow(g, a, 2.0).expect("pow"), same.clone()),
+                (ops::maximum(g, a, &row).expect("max"), same.clone()),
+                (ops::minimum(g, a, p).expect("min"), same),
+                (ops::matmul(g, a, &pt).expect("matmul"), vec![r, r]),
+            ]
+        },
+        |ins| {
+            let (a, p) = (&ins[0], &ins[1]);
+            let b = a.shape[0];
+            let row_of = |t: &T| {
+                let d: Vec<f32> = t
+                    .data
+                    .iter()
+                    .enumerate()
+                    .map(|(k, _)| row.data[k % c])
+                    .collect();
+                T::new(d, &t.shape)
+            };
+            let rows = row_of(a);
+            let mut mm = vec![0.0; b * r * r];
+            for n in 0..b {
+                for i in 0..r {
+                    for j in 0..r {
+                        mm[(n * r + i) * r + j] = (0..c)
+                            .map(|k| a.data[(n * r + i) * c + k] * p.data[(n * r + j) * c + k])
+                            .sum();
+                    }
+                }
+            }
+            vec![
+                zip(a, p, |x, y| x - y),
+                map(a, |x| 1.0 - x),
+                zip(a, p, |x, y| x / y),
+                zip(a, &rows, |x, y| x / y),
+                map(a, f32::exp),
+                map(p, f32::ln),
+                map(a, f32::sin),
+                map(a, f32::cos),
+                map(a, f32::atan),
+                map(p, f32::sqrt),
+                map(a, |x| -x),
+                map(a, f32::abs),
+                map(a, |x| if x == 0.0 { 0.0 } else { x.signum() }),
+                map(p, |x| x.powf(2.5)),
+                map(a, |x| x * x),
+                zip(a, &rows, f32::max),
+                zip(a, p, f32::min),
+                T::new(mm, &[b, r, r]),
+            ]
+        },
+    );
+}
+
+#[test]
+fn slice_and_split_match_reference() {
+    let Some(py) = common::python() else { return };
+    let (r, c) = (4, 10);
+    let mut draw = Gen::new(62);
+    check_graph(
+        &py,
+        "slice_split",
+        &[("x", &[r, c])],
+        |_, b| draw.vec(b * r * c),
+        |g, ins| {
+            let x = &ins[0];
+            // Rows 1..4, every third column from 2; every other column backwards from the last;
+            // the last three columns (negative axis, default steps).
+            let strided = ops::slice(g, x, &[1, 2], &[4, 9], &[1, 2], &[1, 3]).expect("slice");
+            let backwards = ops::slice(g, x, &[-1], &[i64::MIN], &[2], &[-2]).expect("slice");
+            let tail = ops::slice(g, x, &[7], &[i64::MAX], &[-1], &[]).expect("slice");
+            let cols = ops::split(g, x, 2, &[3, 5, 2]).expect("split");
+            let rows = ops::split(g, x, -2, &[1, 3]).expect("split");
+            vec![
+                (strided, vec![3, 3]),
+                (backwards, vec![r, 5]),
+                (tail, vec![r, 3]),
+                (cols[0].clone(), vec![r, 3]),
+                (cols[1].clone(), vec![r, 5]),
+                (cols[2].clone(), vec![r, 2]),
+                (rows[0].clone(), vec![1, c]),
+                (rows[1].clone(), vec![3, c]),
+            ]
+        },
+        |ins| {
+            let x = &ins[0];
+            let b = x.shape[0];
+            let pick = |rows: &[usize], cols: &[usize]| {
+                let mut v = Vec::new();
+                for n in 0..b {
+                    for &i in rows {
+                        for &j in cols {
+                            v.push(x.data[(n * r + i) * c + j]);
+                        }
+                    }
+                }
+                T::new(v, &[b, rows.len(), cols.len()])
+            };
+            let all_rows: Vec<usize> = (0..r).collect();
+            let all_cols: Vec<usize> = (0..c).collect();
+            vec![
+                pick(&[1, 2, 3], &[2, 5, 8]),
+                pick(&all_rows, &[9, 7, 5, 3, 1]),
+                pick(&all_rows, &[7, 8, 9]),
+                pick(&all_rows, &[0, 1, 2]),
+                pick(&all_rows, &[3, 4, 5, 6, 7]),
+                pick(&all_rows, &[8, 9]),
+                pick(&[0], &all_cols),
+                pick(&[1, 2, 3], &all_cols),
+            ]
+        },
+    );
+}
+
+#[test]
+fn reductions_match_reference() {
+    let Some(py) = common::python() else { return };
+    let (r, c) = (5, 4);
+    let mut draw = Gen::new(63);
+    check_graph(
+        &py,
+        "reductions",
+        &[("x", &[r, c])],
+        |_, b| draw.vec(b * r * c),
+        |g, ins| {
+            let x = &ins[0];
+            vec![
+                (
+                    ops::reduce_mean(g, x, &[2], true).expect("mean"),
+                    vec![r, 1],
+                ),
+                (ops::reduce_mean(g, x, &[1], false).expect("mean"), vec![c]),
+                (ops::reduce_max(g, x, &[1, 2], false).expect("max"), vec![]),
+                (ops::reduce_max(g, x, &[-2], true).expect("max"), vec![1, c]),
+                (ops::reduce_sum(g, x, &[-1], false).expect("sum"), vec![r]),
+                (
+                    ops::reduce_sum(g, x, &[1, 2], true).expect("sum"),
+                    vec![1, 1],
+                ),
+            ]
+        },
+        |ins| {
+            let x = &ins[0];
+            let b = x.shape[0];
+            let at = |n: usize, i: usize, j: usize| x.data[(n * r + i) * c + j];
+            let mut row_mean = Vec::new();
+            let mut col_mean = Vec::new();
+            let mut all_max = Vec::new();
+            let mut col_max = Vec::new();
+            let mut row_sum = Vec::new();
+            let mut all_sum = Vec::new();
+            for n in 0..b {
+                for i in 0..r {
+                    let s: f32 = (0..c).map(|j| at(n, i, j)).sum();
+                    row_mean.push(s / c as f32);
+                    row_sum.push(s);
+                }
+                for j in 0..c {
+                    col_mean.push((0..r).map(|i| at(n, i, j)).sum::<f32>() / r as f32);
+                    col_max.push((0..r).map(|i| at(n, i, j)).fold(f32::MIN, f32::max));
+                }
+                let sample = &x.data[n * r * c..(n + 1) * r * c];
+                all_max.push(sample.iter().cloned().fold(f32::MIN, f32::max));
+                all_sum.push(sample.iter().sum());
+            }
+            vec![
+                T::new(row_mean, &[b, r, 1]),
+                T::new(col_mean, &[b, c]),
+                T::new(all_max, &[b]),
+                T::new(col_max, &[b, 1, c]),
+                T::new(row_sum, &[b, r]),
+                T::new(all_sum, &[b, 1, 1]),
+            ]
+        },
+    );
+}
+
+#[test]
+fn snr_routing_with_less_greater_where_and_cast_matches_reference() {
+    let Some(py) = common::python() else { return };
+    let d = 4;
+    let tau = 0.0f32;
+    let mut draw = Gen::new(64);
+    check_graph(
+        &py,
+        "routing",
+        &[("snr_db", &[1]), ("a", &[d]), ("b", &[d])],
+        |name, b| match (name, b) {
+            // Below, at and above the threshold: the threshold itself takes the high route.
+            ("snr_db", 1) => vec![-3.0],
+            ("snr_db", _) => vec![-10.0, 0.0, 5.0],
+            (_, b) => draw.vec(b * d).iter().map(|v| 3.0 * v).collect(),
+        },
+        |g, ins| {
+            let (snr, a, b) = (&ins[0], &ins[1], &ins[2]);
+            let t = ops::scalar(g, "tau", tau).expect("tau");
+            let low = ops::less(g, snr, &t).expect("less");
+            let routed = ops::where_(g, &low, a, b).expect("where");
+            // The same choice as a float mask: m·a + (1 − m)·b.
+            let m = ops::cast(g, &low, DataType::Float).expect("cast");
+            let one = ops::scalar(g, "one", 1.0).expect("one");
+            let not_m = ops::sub(g, &one, &m).expect("sub");
+            let ma = ops::mul(g, &m, a).expect("mul");
+            let nb = ops::mul(g, &not_m, b).expect("mul");
+            let mixed = ops::add(g, &ma, &nb).expect("add");
+            let high = ops::greater(g, snr, &t).expect("greater");
+            let high = ops::cast(g, &high, DataType::Float).expect("cast");
+            // float → int64 truncates toward zero; float → bool is x ≠ 0.
+            let ints = ops::cast(g, a, DataType::Int64).expect("cast");
+            let ints = ops::cast(g, &ints, DataType::Float).expect("cast");
+            let pos = ops::relu(g, b).expect("relu");
+            let nonzero = ops::cast(g, &pos, DataType::Bool).expect("cast");
+            let nonzero = ops::cast(g, &nonzero, DataType::Float).expect("cast");
+            vec![
+                (routed, vec![d]),
+                (mixed, vec![d]),
+                (high, vec![1]),
+                (ints, vec![d]),
+                (nonzero, vec![d]),
+            ]
+        },
+        |ins| {
+            let (snr, a, b) = (&ins[0], &ins[1], &ins[2]);
+            let n = snr.shape[0];
+            let mut routed = Vec::new();
+            for k in 0..n {
+                let src = if snr.data[k] < tau { a } else { b };
+                routed.extend_from_slice(&src.data[k * d..(k + 1) * d]);
+            }
+            let routed = T::new(routed, &[n, d]);
+            vec![
+                routed.clone(),
+                routed,
+                map(snr, |s| if s > tau { 1.0 } else { 0.0 }),
+                map(a, f32::trunc),
+                map(b, |v| if v > 0.0 { 1.0 } else { 0.0 }),
+            ]
+        },
+    );
+}
+
+#[test]
+fn atan2_in_all_four_quadrants_and_on_the_axes_matches_reference() {
+    let Some(py) = common::python() else { return };
+    // (y, x): the four quadrants, the four half-axes, the origin, both sides of the cut at ±π,
+    // and a point nearly on the y axis.
+    let points: [(f32, f32); 13] = [
+        (1.0, 2.0),
+        (1.5, -0.5),
+        (-0.7, -0.3),
+        (-2.0, 1.0),
+        (0.0, 1.0),
+        (0.0, -1.0),
+        (1.0, 0.0),
+        (-1.0, 0.0),
+        (0.0, 0.0),
+        (1e-3, -1.0),
+        (-1e-3, -1.0),
+        (5.0, 1e-4),
+        (-5.0, -1e-4),
+    ];
+    let w = points.len();
+    let mut draw = Gen::new(65);
+    check_graph(
+        &py,
+        "atan2",
+        &[("y", &[w]), ("x", &[w]), ("theta", &[w])],
+        |name, b| {
+            let mut v = match name {
+                "y" => points.iter().map(|p| p.0).collect(),
+                "x" => points.iter().map(|p| p.1).collect(),
+                _ => draw.vec(w).iter().map(|v| 3.1 * v).collect::<Vec<f32>>(),
+            };
+            // Further rows: random points (and angles) anywhere in the square.
+            v.extend(draw.vec((b - 1) * w).iter().map(|v| 3.1 * v));
+            v
+        },
+        |g, ins| {
+            let (y, x, theta) = (&ins[0], &ins[1], &ins[2]);
+            let angle = ops::atan2(g, y, x).expect("atan2");
+            // An angle regressed as (sin, cos) comes back as itself.
+            let s = ops::sin(g, theta).expect("sin");
+            let c = ops::cos(g, theta).expect("cos");
+            let back = ops::atan2(g, &s, &c).expect("atan2");
+            vec![(angle, vec![w]), (back, vec![w])]
+        },
+        |ins| {
+            let atan2 = zip(&ins[0], &ins[1], |y, x| (y as f64).atan2(x as f64) as f32);
+            vec![atan2, ins[2].clone()]
+        },
+    );
+}
+
+#[test]
+fn l2_normalize_and_cosine_similarity_match_reference() {
+    let Some(py) = common::python() else { return };
+    let mut rng = Gen::new(66);
+    let (rows, d, classes) = (2, 6, 4);
+    let eps = 1e-12;
+    let table = rng.w(&[classes, d]);
+    let mut draw = Gen::new(67);
+    check_graph(
+        &py,
+        "l2_cosine",
+        &[("x", &[rows, d])],
+        |_, b| {
+            let mut v = draw.vec(b * rows * d);
+            if b > 1 {
+                // A zero vector stays zero and is orthogonal to every class.
+                v[rows * d..(rows + 1) * d].fill(0.0);
+            }
+            v
+        },
+        |g, ins| {
+            let x = &ins[0];
+            let unit = ops::l2_normalize(g, x, -1, eps).expect("l2");
+            let columns = ops::l2_normalize(g, x, 1, eps).expect("l2");
+            let cos = ops::cosine_similarity(g, "zsl", x, &table, eps).expect("cosine");
+            vec![
+                (unit, vec![rows, d]),
+                (columns, vec![rows, d]),
+                (cos, vec![rows, classes]),
+            ]
+        },
+        |ins| {
+            let x = &ins[0];
+            let b = x.shape[0];
+            let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt().max(eps);
+            let mut unit = Vec::new();
+            let mut cos = Vec::new();
+            for v in x.data.chunks(d) {
+                let nv = norm(v);
+                unit.extend(v.iter().map(|a| a / nv));
+                for e in table.data.chunks(d) {
+                    let dot: f32 = v.iter().zip(e).map(|(p, q)| p * q).sum();
+                    cos.push(dot / nv / norm(e));
+                }
+            }
+            let mut columns = x.data.clone();
+            for n in 0..b {
+                for j in 0..d {
+                    let col: Vec<f32> = (0..rows).map(|i| x.data[(n * rows + i) * d + j]).collect();
+                    let nc = norm(&col);
+                    for i in 0..rows {
+                        columns[(n * rows + i) * d + j] /= nc;
+                    }
+                }
+            }
+            vec![
+                T::new(unit, &x.shape),
+                T::new(columns, &x.shape),
+                T::new(cos, &[b, rows, classes]),
+            ]
+        },
+    );
+}
+
+#[test]
+fn weightless_helpers_refuse_bad_arguments_naming_what_was_expected() {
+    let mut g = GraphBuilder::new("bad_args");
+    let x = g.input("x", &batched(&[4, 8])).expect("input");
+    let err = err_text(ops::slice(&mut g, &x, &[0, 1], &[2], &[1, 2], &[]));
+    assert!(
+        err.contains("'x.slice'") && err.contains("got 2, 1, 2 and 0"),
+        "{err}"
+    );
+    let err = err_text(ops::slice(&mut g, &x, &[0], &[2], &[1], &[0]));
+    assert!(err.contains("step cannot be 0"), "{err}");
+    let err = err_text(ops::slice(&mut g, &x, &[0, 1], &[2, 3], &[2, 2], &[]));
+    assert!(err.contains("axis 2 is sliced twice"), "{err}");
+    let err = err_text(ops::split(&mut g, &x, 2, &[4, 0, 4]));
+    assert!(
+        err.contains("'x.split'") && err.contains("[4, 0, 4]"),
+        "{err}"
+    );
+    let err = err_text(ops::reduce_mean(&mut g, &x, &[], true));
+    assert!(err.contains("name the axes"), "{err}");
+    let err = err_text(ops::reduce_sum(&mut g, &x, &[], false));
+    assert!(err.contains("name the axes"), "{err}");
+    let err = err_text(ops::cast(&mut g, &x, DataType::Undefined));
+    assert!(err.contains("defined element type"), "{err}");
+    let err = err_text(ops::cosine_similarity(
+        &mut g,
+        "zsl",
+        &x,
+        &Weights::new(vec![0.0; 8], [8]),
+        1e-12,
+    ));
+    assert!(
+        err.contains("layer 'zsl'") && err.contains("embeddings is [8]"),
+        "{err}"
+    );
+    // Nothing half-built was left behind: the graph is still just `x`.
+    g.output(&x, &batched(&[4, 8])).expect("output");
+    let graph = g.build().expect("build").graph.expect("graph");
     assert!(graph.node.is_empty() && graph.initializer.is_empty());
 }
