@@ -653,11 +653,26 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         report.onnx_path.display(),
         report.card_path.display()
     );
+    let parity: Vec<String> = report
+        .parity_max_abs
+        .iter()
+        .map(|(name, d)| format!("{name} {d:.2e}"))
+        .collect();
+    if report.test.accuracy.is_nan() {
+        println!("test split: {} windows", report.test.windows);
+    } else {
+        println!(
+            "test split: {} windows, accuracy {:.2}% (ONNX Runtime)",
+            report.test.windows,
+            100.0 * report.test.accuracy
+        );
+    }
+    if let Some((az, el)) = report.test.angle_mae_deg {
+        println!("  angle MAE: azimuth {az:.2}°, elevation {el:.2}°");
+    }
     println!(
-        "test split: {} windows, accuracy {:.2}% (ONNX Runtime); burn vs ONNX max |logit diff| {:.2e}",
-        report.test.windows,
-        100.0 * report.test.accuracy,
-        report.parity_max_abs
+        "  burn vs ONNX Runtime, max |difference|: {}",
+        parity.join(", ")
     );
     for (snr, n, hits) in &report.test.by_snr_db {
         println!(
@@ -667,6 +682,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
 #[cfg(feature = "train")]
 fn compose(args: ComposeArgs) -> anyhow::Result<()> {
     use specwatch::train::compose::{ComposeOptions, compose};

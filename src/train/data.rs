@@ -79,6 +79,7 @@ pub struct Batcher {
     /// Samples per row.
     pub window_len: usize,
     ws: ReprWorkspace,
+    snr_estimates: bool,
 }
 
 impl Batcher {
@@ -112,6 +113,7 @@ impl Batcher {
             rows,
             window_len: len,
             ws: ReprWorkspace::new(),
+            snr_estimates: false,
         })
     }
 
@@ -142,6 +144,12 @@ impl Batcher {
         self.source.manifest().classes.len()
     }
 
+    /// Whether batches carry the daemon's SNR estimate of each window (off by default: it
+    /// costs an estimate per window).
+    pub fn set_snr_estimates(&mut self, on: bool) {
+        self.snr_estimates = on;
+    }
+
     /// The raw windows `indices`, in that order.
     pub fn raw(&mut self, indices: &[u32]) -> Result<RawBatch, TrainError> {
         self.source.read(indices)
@@ -159,6 +167,10 @@ impl Batcher {
     pub fn preprocess(&mut self, mut raw: RawBatch, device: &Device) -> Result<Batch, TrainError> {
         let b = raw.batch_size();
         let channels = raw.channels;
+        let snr_estimate_db = self.snr_estimates.then(|| {
+            let estimates = source::snr_estimates_db(&raw);
+            Tensor::from_data(TensorData::new(estimates, [b]), device)
+        });
         let mut x = Vec::with_capacity(b * self.rows * self.window_len);
         for k in 0..b {
             let window = raw.window_mut(k);
@@ -175,6 +187,7 @@ impl Batcher {
             inputs: Tensor::from_data(TensorData::new(x, [b, self.rows, self.window_len]), device),
             targets: Tensor::from_data(TensorData::new(raw.labels, [b]), device),
             snr_db: Tensor::from_data(TensorData::new(raw.snr_db, [b]), device),
+            snr_estimate_db,
             angles_deg,
         })
     }
@@ -189,6 +202,9 @@ pub struct Batch {
     pub targets: Tensor<1, Int>,
     /// The windows' true SNR in dB `[B]` (the dataset's `snr.npy`).
     pub snr_db: Tensor<1>,
+    /// The SNR the daemon estimates from each raw window at serving time, dB `[B]` (the same
+    /// `dsp` code), when the batcher was asked for it ([`Batcher::set_snr_estimates`]).
+    pub snr_estimate_db: Option<Tensor<1>>,
     /// Azimuth and elevation in degrees `[B, 2]`, for datasets with `angles.npy`.
     pub angles_deg: Option<Tensor<2>>,
 }

@@ -32,11 +32,11 @@ use serde_json::{Value, json};
 use super::TrainError;
 use super::data::Split;
 use super::fit::{BEST_FILE, CONFIG_FILE, RunRecord, SPLIT_FILE, TrainConfig, read_metrics};
+use super::interface::Servable;
 use super::models::{self, Model, ONNX_INPUT, ONNX_OUTPUT};
+use super::objective::BuildContext;
 use crate::dsp::repr::ReprWorkspace;
-use crate::infer::card::{
-    DType, DatasetRef, Dim, ModelCard, OutputKind, OutputSpec, Task, WindowInput,
-};
+use crate::infer::card::{DatasetRef, ModelCard, OutputKind};
 use crate::infer::{Model as Served, RuntimeOptions};
 use crate::iq::C32;
 use crate::iq::dataset::{Dataset, DatasetSource, Manifest};
@@ -101,6 +101,9 @@ pub struct TestMetrics {
     pub accuracy: f64,
     /// Per SNR grid point (dB): `(windows, correct)`.
     pub by_snr_db: Vec<(f32, usize, usize)>,
+    /// Mean absolute error of azimuth (wrapped) and elevation, degrees, for models with angle
+    /// outputs on datasets with angles.
+    pub angle_mae_deg: Option<(f64, f64)>,
 }
 
 /// What [`export`] wrote.
@@ -110,8 +113,8 @@ pub struct ExportReport {
     pub card_path: PathBuf,
     pub card: ModelCard,
     pub test: TestMetrics,
-    /// Max |burn − ONNX Runtime| logit difference on the first test batch.
-    pub parity_max_abs: f32,
+    /// Max |burn − ONNX Runtime| difference on the first test batch, per output.
+    pub parity_max_abs: Vec<(&'static str, f32)>,
 }
 
 fn run_err(dir: &Path, problem: impl Into<String>) -> TrainError {
@@ -244,21 +247,71 @@ pub fn load_trained(run_dir: &Path) -> Result<(RunRecord, Model), TrainError> {
     Ok((record, model.valid()))
 }
 
-/// The test split's raw windows, labels and SNRs.
+/// Loads the run's exported model (`best.bpk`) as its objective trains it, on the CPU, in
+/// evaluation mode, with its interface.
+pub fn load_servable(run_dir: &Path) -> Result<(RunRecord, Box<dyn Servable>), TrainError> {
+    let config_path = run_dir.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "has no {CONFIG_FILE}; expected the folder `specwatch-train train --out` wrote"
+            ),
+        ));
+    }
+    let weights = run_dir.join(BEST_FILE);
+    if !weights.is_file() {
+        return Err(run_err(
+            run_dir,
+            format!(
+                "has no {BEST_FILE}; the run has not finished an epoch yet (train at least one)"
+            ),
+        ));
+    }
+    let record = RunRecord::load(run_dir)?;
+    let device = Device::flex();
+    let model = models::build(&record.train.arch, &record.model, &device)?;
+    let cx = BuildContext {
+        spec: &record.model,
+        prep: record.train.prep,
+        device: &device,
+    };
+    let servable = record
+        .train
+        .objective
+        .servable(model, &weights, &cx)
+        .map_err(|e| match e {
+            TrainError::Record { path, message } => TrainError::Record {
+                path,
+                message: format!(
+                    "{message} (the weights do not fit the {} {} model {CONFIG_FILE} describes)",
+                    record.train.arch,
+                    record.train.objective.name()
+                ),
+            },
+            other => other,
+        })?;
+    Ok((record, servable))
+}
+
+/// The test split's raw windows, labels, SNRs and (datasets with angles) angles.
 struct TestSet {
     windows: Vec<C32>,
     labels: Vec<i64>,
     snr_db: Vec<f32>,
+    angles_deg: Option<Vec<[f32; 2]>>,
 }
 
 fn read_test_set(dataset: &mut Dataset, test: &[u32], limit: usize) -> Result<TestSet, TrainError> {
     let labels_all = dataset.labels()?;
     let snr_all = dataset.snr_db()?;
+    let angles_all = dataset.angles_deg()?;
     let w = dataset.window_size();
     let mut set = TestSet {
         windows: Vec::with_capacity(test.len() * w),
         labels: Vec::with_capacity(test.len()),
         snr_db: Vec::with_capacity(test.len()),
+        angles_deg: angles_all.as_ref().map(|_| Vec::with_capacity(test.len())),
     };
     let mut next = test.iter().peekable();
     let mut start = 0;
@@ -276,6 +329,9 @@ fn read_test_set(dataset: &mut Dataset, test: &[u32], limit: usize) -> Result<Te
                     .extend_from_slice(&chunk[(i - start) * w..(i - start + 1) * w]);
                 set.labels.push(labels_all[i]);
                 set.snr_db.push(snr_all[i]);
+                if let (Some(all), Some(kept)) = (&angles_all, &mut set.angles_deg) {
+                    kept.push(all[i]);
+                }
                 next.next();
             }
         }
@@ -292,14 +348,16 @@ fn snr_point(grid: &[f32], snr: f32) -> f32 {
         .unwrap_or_else(|| snr.round())
 }
 
-/// burn's logits for raw `windows`, preprocessed as the run trained (the same `dsp` calls the
-/// daemon makes).
-fn burn_logits(
-    model: &Model,
+/// burn's outputs (in the interface's order, each `[batch × width]` row-major) for raw
+/// `windows`, preprocessed as the run trained (the same `dsp` calls the daemon makes), with
+/// `snr_db` for a model that takes it.
+fn burn_outputs(
+    model: &dyn Servable,
     record: &RunRecord,
     windows: &[C32],
     batch: usize,
-) -> Result<Vec<f32>, TrainError> {
+    snr_db: &[f32],
+) -> Result<Vec<Vec<f32>>, TrainError> {
     let channels = record.dataset.channels;
     let len = record.dataset.window_len;
     let prep = record.train.prep;
@@ -316,11 +374,19 @@ fn burn_logits(
     let device = Device::flex();
     let input =
         Tensor::<3>::from_data(TensorData::new(x, [batch, record.model.rows, len]), &device);
+    let snr = model
+        .interface()
+        .snr_input
+        .then(|| Tensor::<1>::from_data(TensorData::new(snr_db.to_vec(), [batch]), &device));
     model
-        .forward(input)
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| TrainError::param("model", format!("logits are not f32: {e:?}")))
+        .outputs(input, snr)
+        .into_iter()
+        .map(|t| {
+            t.into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| TrainError::param("model", format!("outputs are not f32: {e:?}")))
+        })
+        .collect()
 }
 
 /// Exports the run (see the module documentation). Errors name the run folder, the file or
@@ -329,7 +395,8 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
     let run_dir = &options.run_dir;
     let (onnx_path, card_path, file_name) = destination(&options.out)?;
     let name = model_name(options.name.as_deref(), file_name, &options.version)?;
-    let (record, model) = load_trained(run_dir)?;
+    let (record, model) = load_servable(run_dir)?;
+    let interface = model.interface().clone();
     let split_path = run_dir.join(SPLIT_FILE);
     if !split_path.is_file() {
         return Err(run_err(run_dir, format!("has no {SPLIT_FILE}")));
@@ -409,11 +476,29 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
 
     // The graph.
     let spec = record.model.clone();
-    let mut graph = model.to_onnx(&spec, &name)?;
+    let mut graph = model.to_onnx(&name)?;
+    let outputs: Vec<String> = interface
+        .outputs
+        .iter()
+        .map(|o| format!("'{}' [N, {}]", o.name, o.width))
+        .collect();
     graph.doc_string(&format!(
-        "{} modulation classifier trained by specwatch-train; input '{ONNX_INPUT}' [N, {}, {}], \
-         output '{ONNX_OUTPUT}' [N, {}]",
-        record.train.arch, spec.rows, spec.window_len, spec.num_classes
+        "{} {} model ({}) trained by specwatch-train; input '{ONNX_INPUT}' [N, {}, {}]{}, \
+         outputs {}",
+        record.train.arch,
+        record.train.objective.name(),
+        serde_json::to_value(interface.task())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        spec.rows,
+        spec.window_len,
+        if interface.snr_input {
+            format!(", '{}' [N, 1]", super::interface::SNR_INPUT)
+        } else {
+            String::new()
+        },
+        outputs.join(", ")
     ));
     graph.metadata("specwatch_arch", &record.train.arch)?;
     graph.metadata("specwatch_model_version", &options.version)?;
@@ -476,26 +561,13 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
     let mut card = ModelCard {
         name: name.clone(),
         version: options.version.clone(),
-        task: Task::Amc,
+        task: interface.task(),
         window_len: manifest.window_len,
         channels: manifest.channels,
         sample_rate_hz,
-        inputs: vec![WindowInput {
-            name: ONNX_INPUT.into(),
-            layout: vec![
-                Dim::Batch,
-                Dim::Fixed(spec.rows),
-                Dim::Fixed(spec.window_len),
-            ],
-            dtype: DType::Float32,
-            representation: t.prep.representation,
-            normalization: t.prep.normalization,
-        }],
-        extra_inputs: Vec::new(),
-        outputs: vec![OutputSpec {
-            name: ONNX_OUTPUT.into(),
-            kind: OutputKind::Logits,
-        }],
+        inputs: interface.card_inputs(),
+        extra_inputs: interface.card_extra_inputs(),
+        outputs: interface.card_outputs(),
         classes: manifest.classes.clone(),
         dataset: DatasetRef {
             name: dataset_name,
@@ -515,18 +587,22 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
             super::write_json(staged_card, &card)?;
             let mut served = Served::load(staged_card, &options.runtime)?;
             let test_set = read_test_set(&mut dataset, &split.test, split.windows)?;
-            let (test, parity) = measure(&mut served, &model, &record, &manifest, &test_set)?;
-            if parity > PARITY_TOLERANCE {
+            let (test, parity) =
+                measure(&mut served, model.as_ref(), &record, &manifest, &test_set)?;
+            if let Some((output, diff)) = parity
+                .iter()
+                .find(|(_, d)| *d > PARITY_TOLERANCE || d.is_nan())
+            {
                 return Err(TrainError::param(
                     "model",
                     format!(
-                        "the exported graph's logits differ from the trained model's by up to \
-                         {parity:e} (tolerance {PARITY_TOLERANCE:e}); the {} export is wrong",
+                        "the exported graph's '{output}' differs from the trained model's by up \
+                         to {diff:e} (tolerance {PARITY_TOLERANCE:e}); the {} export is wrong",
                         record.train.arch
                     ),
                 ));
             }
-            card.metrics = metrics_json(&test, parity, served.runtime().version());
+            card.metrics = metrics_json(&test, &parity, served.runtime().version());
             super::write_json(staged_card, &card)?;
             Served::load(staged_card, &options.runtime)?;
             Ok((test, parity))
@@ -574,33 +650,61 @@ pub(crate) fn place_model<T>(
     }
 }
 
-/// Runs the test windows through the served model; returns the metrics and the largest
-/// |burn − ONNX Runtime| logit difference on the first batch.
+/// Runs the test windows through the served model as the daemon does (its own SNR estimate
+/// for an SNR input); returns the metrics and, per output, the largest |burn − ONNX Runtime|
+/// difference on the first batch (both fed the windows' true SNR).
 fn measure(
     served: &mut Served,
-    model: &Model,
+    model: &dyn Servable,
     record: &RunRecord,
     manifest: &Manifest,
     set: &TestSet,
-) -> Result<(TestMetrics, f32), TrainError> {
+) -> Result<(TestMetrics, Vec<(&'static str, f32)>), TrainError> {
     let w = manifest.channels * manifest.window_len;
-    let classes = manifest.classes.len();
+    let interface = model.interface().clone();
+    let classifies = interface
+        .outputs
+        .iter()
+        .any(|o| o.kind == OutputKind::Logits);
     let mut per_snr: BTreeMap<i64, (f32, usize, usize)> = BTreeMap::new();
     let mut correct = 0usize;
-    let mut parity = 0.0f32;
+    let mut parity: Vec<(&'static str, f32)> = Vec::new();
+    let (mut az_err, mut el_err, mut angled) = (0.0f64, 0.0f64, 0usize);
     for (b, chunk) in set.windows.chunks(EVAL_BATCH * w).enumerate() {
         let batch = chunk.len() / w;
-        let out = served.run(chunk, batch)?;
+        let first = b * EVAL_BATCH;
         if b == 0 {
-            let reference = burn_logits(model, record, chunk, batch)?;
-            for i in 0..batch {
-                for (got, want) in out.scores(i).iter().zip(&reference[i * classes..]) {
-                    parity = parity.max((got - want).abs());
+            let snr = &set.snr_db[..batch];
+            let reference = burn_outputs(model, record, chunk, batch, snr)?;
+            let out = if interface.snr_input {
+                served.run_with_snr(chunk, batch, snr)?
+            } else {
+                served.run(chunk, batch)?
+            };
+            for (decl, want) in interface.outputs.iter().zip(&reference) {
+                let mut worst = 0.0f32;
+                for i in 0..batch {
+                    let got: Vec<f32> = match decl.kind {
+                        OutputKind::Logits => out.scores(i).to_vec(),
+                        OutputKind::Azimuth => out.azimuth_deg(i).into_iter().collect(),
+                        OutputKind::Elevation => out.elevation_deg(i).into_iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    let row = &want[i * decl.width..(i + 1) * decl.width];
+                    if got.len() != row.len() {
+                        worst = f32::NAN;
+                        continue;
+                    }
+                    for (g, r) in got.iter().zip(row) {
+                        worst = worst.max((g - r).abs());
+                    }
                 }
+                parity.push((decl.name, worst));
             }
         }
+        let out = served.run(chunk, batch)?;
         for i in 0..batch {
-            let k = b * EVAL_BATCH + i;
+            let k = first + i;
             let hit = out.best(i).map(|c| c.class as i64) == Some(set.labels[k]);
             correct += usize::from(hit);
             let point = snr_point(&manifest.snr_grid_db, set.snr_db[k]);
@@ -610,14 +714,28 @@ fn measure(
                 .or_insert((point, 0, 0));
             e.1 += 1;
             e.2 += usize::from(hit);
+            if let (Some(angles), Some(az), Some(el)) =
+                (&set.angles_deg, out.azimuth_deg(i), out.elevation_deg(i))
+            {
+                let [true_az, true_el] = angles[k];
+                let d = (az - true_az).rem_euclid(360.0);
+                az_err += f64::from(d.min(360.0 - d));
+                el_err += f64::from((el - true_el).abs());
+                angled += 1;
+            }
         }
     }
     let windows = set.labels.len();
     Ok((
         TestMetrics {
             windows,
-            accuracy: correct as f64 / windows.max(1) as f64,
+            accuracy: if classifies {
+                correct as f64 / windows.max(1) as f64
+            } else {
+                f64::NAN
+            },
             by_snr_db: per_snr.into_values().collect(),
+            angle_mae_deg: (angled > 0).then(|| (az_err / angled as f64, el_err / angled as f64)),
         },
         parity,
     ))
@@ -625,7 +743,7 @@ fn measure(
 
 fn metrics_json(
     test: &TestMetrics,
-    parity: f32,
+    parity: &[(&'static str, f32)],
     runtime_version: Option<&str>,
 ) -> serde_json::Map<String, Value> {
     let mut by_snr = serde_json::Map::new();
@@ -644,12 +762,27 @@ fn metrics_json(
             "ONNX Runtime {} (CPU) through specwatch::infer, on the raw test windows",
             runtime_version.unwrap_or("(version unknown)")
         ),
-        "burn_onnx_max_abs_logit_diff": parity,
+        "burn_onnx_max_abs_diff": parity
+            .iter()
+            .map(|(name, d)| (name.to_string(), json!(d)))
+            .collect::<serde_json::Map<_, _>>(),
     });
-    match value {
-        Value::Object(m) => m,
-        _ => unreachable!("a JSON object literal"),
+    let Value::Object(mut m) = value else {
+        unreachable!("a JSON object literal")
+    };
+    if let Some((_, d)) = parity.iter().find(|(name, _)| *name == ONNX_OUTPUT) {
+        m.insert("burn_onnx_max_abs_logit_diff".into(), json!(d));
     }
+    if test.accuracy.is_nan() {
+        for key in ["accuracy", "accuracy_by_snr_db"] {
+            m.remove(key);
+        }
+    }
+    if let Some((az, el)) = test.angle_mae_deg {
+        m.insert("azimuth_mae_deg".into(), json!(az));
+        m.insert("elevation_mae_deg".into(), json!(el));
+    }
+    m
 }
 
 #[cfg(test)]

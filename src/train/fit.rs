@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{Batcher, PrepOptions, Split, SplitFractions};
 use super::models::{self, ArchOptions, Model, ModelSpec};
-use super::objective::{Figures, Objective, ObjectiveConfig, OptimizerConfig, save_model};
+use super::objective::{BuildContext, Figures, Objective, ObjectiveConfig, OptimizerConfig};
 use super::sampler;
 use super::{TrainError, read_json, write_json};
 
@@ -391,6 +391,7 @@ pub fn fit(
     std::fs::create_dir_all(&ckpt_dir).map_err(TrainError::io(&ckpt_dir))?;
 
     let mut data = Batcher::open(&config.data, config.prep)?;
+    config.objective.check_dataset(data.manifest())?;
     let split_path = run_dir.join(SPLIT_FILE);
     let split = match &saved {
         Some((record, _)) => {
@@ -428,10 +429,16 @@ pub fn fit(
     let optimizer = OptimizerConfig {
         weight_decay: config.weight_decay,
     };
+    data.set_snr_estimates(config.objective.needs_snr_estimate());
+    let cx = BuildContext {
+        spec: &spec,
+        prep: config.prep,
+        device: &device,
+    };
     let metrics_path = run_dir.join(METRICS_FILE);
     let (mut objective, mut state) = match saved {
         Some((mut record, state)) => {
-            let mut objective = config.objective.build(model, optimizer)?;
+            let mut objective = config.objective.build(model, optimizer, &cx)?;
             objective.load(&ckpt_dir)?;
             keep_metrics_up_to(&metrics_path, state.epoch)?;
             // Recorded only once the resume is sure to run (dataset and checkpoint checked).
@@ -465,7 +472,7 @@ pub fn fit(
                 &RunRecord {
                     specwatch_version: env!("CARGO_PKG_VERSION").to_string(),
                     train: config.clone(),
-                    model: spec,
+                    model: spec.clone(),
                     dataset: DatasetRecord {
                         dir: config.data.clone(),
                         manifest_digest: data.manifest_digest().to_string(),
@@ -487,7 +494,7 @@ pub fn fit(
                 epochs_since_best: 0,
                 stopped_early: false,
             };
-            (config.objective.build(model, optimizer)?, state)
+            (config.objective.build(model, optimizer, &cx)?, state)
         }
     };
 
@@ -532,7 +539,7 @@ pub fn fit(
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;
             state.epochs_since_best = 0;
-            save_model(&objective.model(), &run_dir.join(BEST_FILE))?;
+            objective.save_best(&run_dir.join(BEST_FILE))?;
         } else {
             state.epochs_since_best += 1;
             state.stopped_early = state.epochs_since_best >= config.patience;

@@ -13,6 +13,8 @@
 //!   supervised contrastive, angle regression, EMA, the WGAN-GP gradient penalty) and the MLP.
 //! - [`source`], [`sampler`], [`augment`]: where raw windows come from (memory, streamed from
 //!   disk, generated), which windows a step sees, and seeded augmentations of raw IQ.
+//! - [`interface`]: a trained model's inputs and outputs, declared once; it drives the exported
+//!   graph, the model card and the export's parity check on every output.
 //! - [`export`]: a run folder → `models/<name>.onnx` + `models/<name>.json` (the model card),
 //!   with the test split's accuracy measured by running the exported graph through
 //!   [`crate::infer::Model`], the daemon's own code path.
@@ -41,6 +43,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod fit;
+pub mod interface;
 pub mod losses;
 pub mod mlp;
 pub mod models;

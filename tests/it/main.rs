@@ -16,6 +16,8 @@ mod eval;
 mod export;
 mod infer;
 mod iq_files;
+#[cfg(feature = "train")]
+mod objectives;
 mod onnx;
 mod radioml;
 mod store;

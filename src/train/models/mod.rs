@@ -44,8 +44,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::TrainError;
+use super::interface::Interface;
+use crate::dsp::normalize::Normalization;
 use crate::dsp::repr::Representation;
-use crate::onnx::{Dim, GraphBuilder, OnnxError};
+use crate::onnx::{GraphBuilder, OnnxError};
 
 /// Name of the exported graph's input, `[N, rows, len]`.
 pub const ONNX_INPUT: &str = "iq";
@@ -443,16 +445,12 @@ impl Model {
     /// [`ONNX_OUTPUT`] `[N, num_classes]` logits, as built for `spec`. Dropout is left out (the
     /// identity at inference) and BatchNorm uses its running statistics.
     pub fn to_onnx(&self, spec: &ModelSpec, graph_name: &str) -> Result<GraphBuilder, OnnxError> {
-        let mut g = GraphBuilder::new(graph_name);
-        let x = g.input(
-            ONNX_INPUT,
-            &[Dim::batch(), spec.rows.into(), spec.window_len.into()],
-        )?;
-        let embedding = self.embedding_to_onnx(&mut g, &x)?;
-        let logits = self.classify_to_onnx(&mut g, &embedding)?;
-        g.node("Identity", &[&logits], &[ONNX_OUTPUT], vec![])?;
-        g.output(ONNX_OUTPUT, &[Dim::batch(), spec.num_classes.into()])?;
-        Ok(g)
+        // The normalisation is the card's business, not the graph's.
+        let interface = Interface::classifier(spec, Normalization::UnitRms);
+        interface.graph(graph_name, |g, x, _| {
+            let embedding = self.embedding_to_onnx(g, x)?;
+            Ok(vec![self.classify_to_onnx(g, &embedding)?])
+        })
     }
 }
 

@@ -51,7 +51,11 @@ impl ClassLoss {
     }
 
     /// The mean loss of `logits` `[B, K]` against `targets` `[B]`.
-    fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Result<Tensor<1>, TrainError> {
+    pub(crate) fn loss(
+        &self,
+        logits: Tensor<2>,
+        targets: Tensor<1, Int>,
+    ) -> Result<Tensor<1>, TrainError> {
         Ok(match self {
             ClassLoss::CrossEntropy => CrossEntropyLossConfig::new()
                 .init(&logits.device())
@@ -124,8 +128,8 @@ impl Objective for Classify {
         Ok(figures)
     }
 
-    fn model(&self) -> Model {
-        self.model.valid()
+    fn save_best(&self, path: &Path) -> Result<(), TrainError> {
+        save_model(&self.model.valid(), path)
     }
 
     fn save(&self, dir: &Path) -> Result<(), TrainError> {

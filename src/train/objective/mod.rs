@@ -15,8 +15,15 @@
 //!
 //! - [`classify`]: supervised classification of the window's class — cross-entropy (the
 //!   baselines) or focal loss.
+//! - [`multitask`]: the class and the angle of arrival together, optionally with the window's
+//!   SNR as a second input.
+//!
+//! What a run exports is the objective's too ([`ObjectiveConfig::servable`]): a model with its
+//! [`Interface`](super::interface::Interface), which drives the graph, the card and the
+//! export's parity check.
 
 pub mod classify;
+pub mod multitask;
 
 use std::path::Path;
 
@@ -24,9 +31,12 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
 use serde::{Deserialize, Serialize};
 
+use burn::tensor::Device;
+
 use super::TrainError;
-use super::data::Batch;
-use super::models::Model;
+use super::data::{Batch, PrepOptions};
+use super::interface::{Classifier, Interface, Servable};
+use super::models::{Model, ModelSpec};
 
 /// What one step or one validation pass measured, summed over its windows.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -67,8 +77,9 @@ pub trait Objective {
     /// Its loss is what early stopping watches.
     fn validate(&self, batches: &mut dyn Iterator<Item = Batch>) -> Result<Figures, TrainError>;
 
-    /// The model the run exports, in evaluation mode.
-    fn model(&self) -> Model;
+    /// Writes the weights the run exports (evaluation mode) to `path` (`best.bpk`);
+    /// [`ObjectiveConfig::servable`] reads them back.
+    fn save_best(&self, path: &Path) -> Result<(), TrainError>;
 
     /// Writes everything a resumed run needs (models, optimiser states, queues) into `dir`.
     fn save(&self, dir: &Path) -> Result<(), TrainError>;
@@ -87,6 +98,38 @@ pub enum ObjectiveConfig {
         #[serde(default)]
         loss: classify::ClassLoss,
     },
+    /// The class with the angle of arrival and/or an SNR input ([`multitask`]).
+    Multitask {
+        /// The loss on the class logits.
+        #[serde(default)]
+        loss: classify::ClassLoss,
+        /// Regress azimuth and elevation beside the class (needs a dataset with angles).
+        #[serde(default = "yes")]
+        angles: bool,
+        /// Weight of the angle loss (mean absolute error in degrees) in the sum.
+        #[serde(default = "default_angle_weight")]
+        angle_weight: f64,
+        /// Feed the window's SNR as a second input: its true SNR or the daemon's estimate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snr_input: Option<multitask::SnrSource>,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The angle loss's default weight: 1° of mean absolute error weighs what 0.02 nats of
+/// cross-entropy do, so neither task drowns the other at the start of training.
+fn default_angle_weight() -> f64 {
+    0.02
+}
+
+/// What the shell builds an objective from.
+pub struct BuildContext<'a> {
+    pub spec: &'a ModelSpec,
+    pub prep: PrepOptions,
+    pub device: &'a Device,
 }
 
 impl Default for ObjectiveConfig {
@@ -102,14 +145,62 @@ impl ObjectiveConfig {
     pub fn check(&self) -> Result<(), TrainError> {
         match self {
             ObjectiveConfig::Classify { loss } => loss.check(),
+            ObjectiveConfig::Multitask {
+                loss,
+                angles,
+                angle_weight,
+                snr_input,
+            } => {
+                loss.check()?;
+                if !(angle_weight.is_finite() && *angle_weight >= 0.0) {
+                    return Err(TrainError::param(
+                        "objective",
+                        format!("angle_weight is {angle_weight}; expected a finite weight ≥ 0"),
+                    ));
+                }
+                if !angles && snr_input.is_none() {
+                    return Err(TrainError::param(
+                        "objective",
+                        "multitask with neither angles nor an SNR input is classify; use                          {\"kind\": \"classify\"}",
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
-    /// The objective training `model` with `optimizer`.
+    /// Checks that the dataset has what this objective trains on (before a run starts).
+    pub fn check_dataset(&self, manifest: &crate::iq::dataset::Manifest) -> Result<(), TrainError> {
+        match self {
+            ObjectiveConfig::Multitask { angles: true, .. } if !manifest.has_angles => {
+                Err(TrainError::param(
+                    "objective",
+                    "multitask regresses angles, but the dataset has no angles.npy (generate an \
+                     AoA recipe such as aoa4, or set \"angles\": false)",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether batches must carry the daemon's SNR estimate of each window.
+    pub fn needs_snr_estimate(&self) -> bool {
+        matches!(
+            self,
+            ObjectiveConfig::Multitask {
+                snr_input: Some(multitask::SnrSource::Estimate),
+                ..
+            }
+        )
+    }
+
+    /// The objective training `model` (the architecture, built or warm-started by the shell)
+    /// with `optimizer`.
     pub fn build(
         &self,
         model: Model,
         optimizer: OptimizerConfig,
+        cx: &BuildContext,
     ) -> Result<Box<dyn Objective>, TrainError> {
         self.check()?;
         Ok(match self {
@@ -118,6 +209,65 @@ impl ObjectiveConfig {
                 optimizer.init(),
                 loss.clone(),
             )),
+            ObjectiveConfig::Multitask {
+                loss,
+                angles,
+                angle_weight,
+                snr_input,
+            } => Box::new(multitask::Multitask::new(
+                self.multitask_model(model, cx.spec, *angles, snr_input.is_some(), cx.device),
+                optimizer.init(),
+                loss.clone(),
+                *angle_weight,
+                *snr_input,
+            )),
+        })
+    }
+
+    fn multitask_model(
+        &self,
+        model: Model,
+        spec: &ModelSpec,
+        angles: bool,
+        snr: bool,
+        device: &Device,
+    ) -> multitask::MultitaskModel {
+        multitask::MultitaskModel::new(
+            model,
+            spec.rows,
+            spec.window_len,
+            angles,
+            snr,
+            spec.num_classes,
+            device,
+        )
+    }
+
+    /// The exported model of a run of this objective: `model` (an architecture built for
+    /// `cx.spec`) completed as this objective trains it, with the weights `best` (`best.bpk`)
+    /// loaded, in evaluation mode, with its interface.
+    pub fn servable(
+        &self,
+        model: Model,
+        best: &Path,
+        cx: &BuildContext,
+    ) -> Result<Box<dyn Servable>, TrainError> {
+        let interface = Interface::classifier(cx.spec, cx.prep.normalization);
+        Ok(match self {
+            ObjectiveConfig::Classify { .. } => Box::new(Classifier {
+                model: load_model(model, best)?.valid(),
+                interface,
+            }),
+            ObjectiveConfig::Multitask {
+                angles, snr_input, ..
+            } => {
+                let fresh =
+                    self.multitask_model(model, cx.spec, *angles, snr_input.is_some(), cx.device);
+                Box::new(multitask::ServedMultitask::new(
+                    multitask::load(fresh, best)?.valid(),
+                    interface,
+                ))
+            }
         })
     }
 
@@ -125,6 +275,7 @@ impl ObjectiveConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ObjectiveConfig::Classify { .. } => "classify",
+            ObjectiveConfig::Multitask { .. } => "multitask",
         }
     }
 }
