@@ -172,9 +172,13 @@ struct TrainArgs {
     /// Peak learning rate of the cosine schedule [default: 0.001].
     #[arg(long)]
     lr: Option<f64>,
-    /// Decoupled weight decay; above 0 trains with AdamW instead of Adam [default: 0].
+    /// Weight decay; with Adam, above 0 trains with AdamW (decoupled) [default: 0].
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// The optimiser: adam, sgd, lamb, or JSON with its settings, e.g.
+    /// {"name":"sgd","momentum":0.9,"nesterov":true} [default: adam].
+    #[arg(long, value_name = "NAME|JSON")]
+    optimizer: Option<String>,
     /// Dropout probability [default: 0.5].
     #[arg(long)]
     dropout: Option<f64>,
@@ -470,6 +474,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--batch", args.batch.is_some()),
             ("--lr", args.lr.is_some()),
             ("--weight-decay", args.weight_decay.is_some()),
+            ("--optimizer", args.optimizer.is_some()),
             ("--dropout", args.dropout.is_some()),
             ("--width", args.width.is_some()),
             ("--arch-opt", !args.arch_opt.is_empty()),
@@ -532,6 +537,19 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         if let Some(v) = args.weight_decay {
             config.weight_decay = v;
+        }
+        if let Some(text) = &args.optimizer {
+            let json = if text.trim_start().starts_with('{') {
+                text.clone()
+            } else {
+                format!("{{\"name\":{}}}", serde_json::Value::String(text.clone()))
+            };
+            config.optimizer = serde_json::from_str(&json).map_err(|e| {
+                anyhow::anyhow!(
+                    "--optimizer is '{text}': {e}; expected adam, sgd, lamb or JSON such as \
+                     {{\"name\":\"sgd\",\"momentum\":0.9}}"
+                )
+            })?;
         }
         if let Some(v) = args.dropout {
             config.dropout = v;

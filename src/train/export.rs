@@ -34,7 +34,7 @@ use super::data::Split;
 use super::fit::{BEST_FILE, CONFIG_FILE, RunRecord, SPLIT_FILE, TrainConfig, read_metrics};
 use super::interface::Servable;
 use super::models::{self, Model, ONNX_INPUT, ONNX_OUTPUT};
-use super::objective::BuildContext;
+use super::objective::{BuildContext, OptimizerConfig};
 use crate::dsp::repr::ReprWorkspace;
 use crate::infer::card::{DatasetRef, ModelCard, OutputKind};
 use crate::infer::{Model as Served, RuntimeOptions};
@@ -191,6 +191,10 @@ pub fn train_command(config: &TrainConfig) -> String {
     ];
     for (key, value) in &config.arch_options {
         parts.push(format!("--arch-opt {key}={value}"));
+    }
+    if config.optimizer != Default::default() {
+        let json = serde_json::to_string(&config.optimizer).unwrap_or_default();
+        parts.push(format!("--optimizer '{json}'"));
     }
     if config.objective != Default::default() {
         let json = serde_json::to_string(&config.objective).unwrap_or_default();
@@ -530,7 +534,8 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "lr": t.lr,
         "min_lr": t.min_lr,
         "weight_decay": t.weight_decay,
-        "optimizer": if t.weight_decay > 0.0 { "adamw" } else { "adam" },
+        "optimizer": OptimizerConfig { optimizer: t.optimizer, weight_decay: t.weight_decay }.name(),
+        "optimizer_settings": t.optimizer,
         "objective": t.objective,
         "batch_size": t.batch_size,
         "dropout": t.dropout,

@@ -51,7 +51,9 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{Batcher, PrepOptions, Split, SplitFractions};
 use super::models::{self, ArchOptions, Model, ModelSpec};
-use super::objective::{BuildContext, Figures, Objective, ObjectiveConfig, OptimizerConfig};
+use super::objective::{
+    BuildContext, Figures, Objective, ObjectiveConfig, Optimizer, OptimizerConfig,
+};
 use super::sampler;
 use super::{TrainError, read_json, write_json};
 
@@ -71,8 +73,12 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Learning rate at the end of the cosine.
     pub min_lr: f64,
-    /// Decoupled weight decay: 0 trains with Adam, above 0 with AdamW.
+    /// Weight decay: with Adam, 0 trains with Adam and above 0 with AdamW (decoupled); an L2
+    /// penalty with SGD; decoupled with LAMB.
     pub weight_decay: f64,
+    /// The optimiser ([`Optimizer`]); configs written before this field existed: Adam.
+    #[serde(default)]
+    pub optimizer: Optimizer,
     pub dropout: f64,
     /// Multiplier of every layer's width (1 = as published).
     pub width: f64,
@@ -109,6 +115,7 @@ impl TrainConfig {
             lr: 1e-3,
             min_lr: 0.0,
             weight_decay: 0.0,
+            optimizer: Optimizer::Adam,
             dropout: 0.5,
             width: 1.0,
             arch_options: ArchOptions::new(),
@@ -165,6 +172,7 @@ impl TrainConfig {
             return Err(TrainError::param("patience", "is 0; expected at least 1"));
         }
         models::normalize_options(&self.arch, &self.arch_options)?;
+        self.optimizer.check()?;
         self.objective.check()
     }
 
@@ -427,6 +435,7 @@ pub fn fit(
     device.seed(config.seed);
     let mut model = models::build(&config.arch, &spec, &device)?;
     let optimizer = OptimizerConfig {
+        optimizer: config.optimizer,
         weight_decay: config.weight_decay,
     };
     data.set_snr_estimates(config.objective.needs_snr_estimate());

@@ -855,3 +855,47 @@ fn the_objective_is_chosen_recorded_and_checked() {
     .to_string();
     assert!(err.contains("focal_gamma"), "{err}");
 }
+
+#[test]
+fn the_optimizer_is_chosen_recorded_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    for (name, arg) in [
+        ("sgd", r#"{"name":"sgd","momentum":0.9,"nesterov":true}"#),
+        ("lamb", "lamb"),
+    ] {
+        let run = tmp.path().join(name);
+        train_alone(&data, &run, &["--optimizer", arg]);
+        let record = RunRecord::load(&run).unwrap();
+        let json = serde_json::to_value(record.train.optimizer).unwrap();
+        assert_eq!(json["name"], name);
+        let metrics = read_metrics(&run).unwrap();
+        assert!(metrics[0].train_loss.is_finite(), "{name}: {metrics:?}");
+    }
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--arch", "resnet1d", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bad"))
+        .args(["--optimizer", r#"{"name":"sgd","momentum":1.5}"#])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'optimizer'") && err.contains("momentum"),
+        "{err}"
+    );
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--arch", "resnet1d", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bad2"))
+        .args(["--optimizer", "adagrad"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--optimizer is 'adagrad'"), "{err}");
+}

@@ -28,7 +28,9 @@ pub mod multitask;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, LambConfig, ModuleOptimizer, SgdConfig};
 use serde::{Deserialize, Serialize};
 
 use burn::tensor::Device;
@@ -280,31 +282,81 @@ impl ObjectiveConfig {
     }
 }
 
-/// The optimiser of a run's parameters: Adam, or AdamW when a decoupled weight decay is given.
+/// Which optimiser updates a run's parameters; recorded in `config.json` and on the card.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Optimizer {
+    /// Adam; AdamW (decoupled weight decay) when `weight_decay` is above 0.
+    #[default]
+    Adam,
+    /// Stochastic gradient descent with momentum (PyTorch's convention: no dampening), the
+    /// weight decay as an L2 penalty on the gradient.
+    Sgd {
+        #[serde(default = "default_momentum")]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+    },
+    /// LAMB (You et al. 2020): Adam's direction with a per-layer trust ratio, the large-batch
+    /// optimiser of the contrastive papers' ResNets; decoupled weight decay.
+    Lamb,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+
+impl Optimizer {
+    /// Checks the settings; errors name the setting.
+    pub fn check(&self) -> Result<(), TrainError> {
+        if let Optimizer::Sgd { momentum, .. } = self
+            && !(momentum.is_finite() && (0.0..1.0).contains(momentum))
+        {
+            return Err(TrainError::param(
+                "optimizer",
+                format!("sgd momentum is {momentum}; expected a value in [0, 1)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The optimiser of a run's parameters, with its weight decay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OptimizerConfig {
-    /// Decoupled weight decay: 0 trains with Adam, above 0 with AdamW.
+    pub optimizer: Optimizer,
+    /// Weight decay (decoupled for AdamW and LAMB, an L2 penalty for SGD); 0 for none.
     pub weight_decay: f64,
 }
 
 impl OptimizerConfig {
     /// The optimiser's name as cards record it.
     pub fn name(&self) -> &'static str {
-        if self.weight_decay > 0.0 {
-            "adamw"
-        } else {
-            "adam"
+        match self.optimizer {
+            Optimizer::Adam if self.weight_decay > 0.0 => "adamw",
+            Optimizer::Adam => "adam",
+            Optimizer::Sgd { .. } => "sgd",
+            Optimizer::Lamb => "lamb",
         }
     }
 
     /// A fresh optimiser state.
     pub fn init(&self) -> ModuleOptimizer {
-        if self.weight_decay > 0.0 {
-            AdamWConfig::new()
-                .with_weight_decay(self.weight_decay as f32)
-                .init()
-        } else {
-            AdamConfig::new().init()
+        let decay = self.weight_decay as f32;
+        match self.optimizer {
+            Optimizer::Adam if self.weight_decay > 0.0 => {
+                AdamWConfig::new().with_weight_decay(decay).init()
+            }
+            Optimizer::Adam => AdamConfig::new().init(),
+            Optimizer::Sgd { momentum, nesterov } => SgdConfig::new()
+                .with_momentum(Some(MomentumConfig {
+                    momentum,
+                    dampening: 0.0,
+                    nesterov,
+                }))
+                .with_weight_decay((decay > 0.0).then_some(WeightDecayConfig { penalty: decay }))
+                .init(),
+            Optimizer::Lamb => LambConfig::new().with_weight_decay(decay).init(),
         }
     }
 }
