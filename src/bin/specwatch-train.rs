@@ -199,6 +199,11 @@ struct TrainArgs {
     /// "gamma":2}}.
     #[arg(long, value_name = "JSON|FILE")]
     objective: Option<String>,
+    /// Augmentations of the raw training windows, as a JSON list or a file holding one, e.g.
+    /// [{"kind":"awgn","p":0.5,"min_snr_db":0,"max_snr_db":20},{"kind":"phase_rotation",
+    /// "p":1,"max_deg":180}] (kinds: see the augment module documentation) [default: none].
+    #[arg(long, value_name = "JSON|FILE")]
+    augment: Option<String>,
     /// Same as --arch-opt depth=N (the spelling of earlier recorded commands).
     #[arg(long, hide = true)]
     depth: Option<usize>,
@@ -479,6 +484,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--width", args.width.is_some()),
             ("--arch-opt", !args.arch_opt.is_empty()),
             ("--objective", args.objective.is_some()),
+            ("--augment", args.augment.is_some()),
             ("--depth", args.depth.is_some()),
             ("--amplitude-rows", args.amplitude_rows),
             ("--seed", args.seed.is_some()),
@@ -566,7 +572,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         config.arch_options = specwatch::train::models::parse_arch_opts(&pairs)?;
         if let Some(text) = &args.objective {
-            config.objective = parse_objective(text)?;
+            config.objective = json_setting("--objective", text, OBJECTIVE_EXAMPLE)?;
+        }
+        if let Some(text) = &args.augment {
+            config.augment = json_setting("--augment", text, AUGMENT_EXAMPLE)?;
         }
         if let Some(v) = args.seed {
             config.seed = v;
@@ -627,13 +636,25 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--objective`: JSON, or the path of a file holding it.
 #[cfg(feature = "train")]
-fn parse_objective(text: &str) -> anyhow::Result<specwatch::train::objective::ObjectiveConfig> {
+const OBJECTIVE_EXAMPLE: &str = r#"{"kind":"classify","loss":{"name":"focal","gamma":2}}"#;
+#[cfg(feature = "train")]
+const AUGMENT_EXAMPLE: &str = r#"[{"kind":"phase_rotation","p":1,"max_deg":180}]"#;
+
+/// A setting given as JSON, or as the path of a file holding it; errors name the flag, the
+/// field at fault and an example.
+#[cfg(feature = "train")]
+fn json_setting<T: serde::de::DeserializeOwned>(
+    flag: &str,
+    text: &str,
+    example: &str,
+) -> anyhow::Result<T> {
     let path = std::path::Path::new(text);
-    let (json, from) = if !text.trim_start().starts_with('{') && path.is_file() {
+    let trimmed = text.trim_start();
+    let (json, from) = if !(trimmed.starts_with('{') || trimmed.starts_with('[')) && path.is_file()
+    {
         let json = std::fs::read_to_string(path)
-            .with_context(|| format!("--objective: reading {}", path.display()))?;
+            .with_context(|| format!("{flag}: reading {}", path.display()))?;
         (json, format!(" in {}", path.display()))
     } else {
         (text.to_string(), String::new())
@@ -641,8 +662,7 @@ fn parse_objective(text: &str) -> anyhow::Result<specwatch::train::objective::Ob
     let mut de = serde_json::Deserializer::from_str(&json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         anyhow::anyhow!(
-            "--objective{from}: {} at '{}'; expected e.g. {{\"kind\":\"classify\",\"loss\":\
-             {{\"name\":\"focal\",\"gamma\":2}}}}",
+            "{flag}{from}: {} at '{}'; expected e.g. {example}",
             e.inner(),
             e.path()
         )

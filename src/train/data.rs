@@ -19,6 +19,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::augment::Pipeline;
 use super::source::{self, RawBatch, Residency, WindowSource};
 use super::{TrainError, read_json, sampler, write_json};
 use crate::dsp::normalize::Normalization;
@@ -161,6 +162,41 @@ impl Batcher {
         self.preprocess(raw, device)
     }
 
+    /// The windows `indices` as a training batch of `views` views (at least 1), each window of
+    /// view `v` augmented by `pipeline` as window `indices[k]` of epoch `epoch` in a run seeded
+    /// with `seed` (an empty pipeline leaves the raw windows as they are, so every view is the
+    /// same). The SNR estimate, when asked for, is of view 0 as augmented; the true SNR and the
+    /// angles are the dataset's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn augmented_batch(
+        &mut self,
+        indices: &[u32],
+        pipeline: &Pipeline,
+        views: u32,
+        seed: u64,
+        epoch: usize,
+        device: &Device,
+    ) -> Result<Batch, TrainError> {
+        let raw = self.source.read(indices)?;
+        let augment = |mut raw: RawBatch, view: u32| {
+            if !pipeline.is_empty() {
+                let (channels, len) = (raw.channels, raw.len);
+                for k in 0..raw.batch_size() {
+                    let index = raw.indices[k];
+                    pipeline.apply(raw.window_mut(k), channels, len, seed, epoch, index, view);
+                }
+            }
+            raw
+        };
+        let mut extra = Vec::new();
+        for view in 1..views.max(1) {
+            extra.push(self.preprocess(augment(raw.clone(), view), device)?.inputs);
+        }
+        let mut batch = self.preprocess(augment(raw, 0), device)?;
+        batch.views = extra;
+        Ok(batch)
+    }
+
     /// Raw windows (perhaps augmented) as a batch on `device`: inputs `[B, rows, len]` through
     /// the one `dsp` path, targets `[B]`, true SNRs `[B]` and, when the dataset has them,
     /// angles `[B, 2]`.
@@ -189,6 +225,7 @@ impl Batcher {
             snr_db: Tensor::from_data(TensorData::new(raw.snr_db, [b]), device),
             snr_estimate_db,
             angles_deg,
+            views: Vec::new(),
         })
     }
 }
@@ -207,6 +244,9 @@ pub struct Batch {
     pub snr_estimate_db: Option<Tensor<1>>,
     /// Azimuth and elevation in degrees `[B, 2]`, for datasets with `angles.npy`.
     pub angles_deg: Option<Tensor<2>>,
+    /// Further augmented views of the same windows `[B, rows, L]` each (view 1, 2, …; `inputs`
+    /// is view 0), for objectives that compare views of one window.
+    pub views: Vec<Tensor<3>>,
 }
 
 impl Batch {

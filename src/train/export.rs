@@ -196,6 +196,10 @@ pub fn train_command(config: &TrainConfig) -> String {
         let json = serde_json::to_string(&config.optimizer).unwrap_or_default();
         parts.push(format!("--optimizer '{json}'"));
     }
+    if !config.augment.is_empty() {
+        let json = serde_json::to_string(&config.augment).unwrap_or_default();
+        parts.push(format!("--augment '{json}'"));
+    }
     if config.objective != Default::default() {
         let json = serde_json::to_string(&config.objective).unwrap_or_default();
         parts.push(format!("--objective '{json}'"));
@@ -537,6 +541,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "optimizer": OptimizerConfig { optimizer: t.optimizer, weight_decay: t.weight_decay }.name(),
         "optimizer_settings": t.optimizer,
         "objective": t.objective,
+        "augment": t.augment,
         "batch_size": t.batch_size,
         "dropout": t.dropout,
         "width": t.width,

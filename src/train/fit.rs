@@ -49,6 +49,7 @@ use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use super::augment::Pipeline;
 use super::data::{Batcher, PrepOptions, Split, SplitFractions};
 use super::models::{self, ArchOptions, Model, ModelSpec};
 use super::objective::{
@@ -79,6 +80,10 @@ pub struct TrainConfig {
     /// The optimiser ([`Optimizer`]); configs written before this field existed: Adam.
     #[serde(default)]
     pub optimizer: Optimizer,
+    /// Augmentations of the raw training windows, before preprocessing (validation and test
+    /// windows are never augmented); none by default.
+    #[serde(default, skip_serializing_if = "Pipeline::is_empty")]
+    pub augment: Pipeline,
     pub dropout: f64,
     /// Multiplier of every layer's width (1 = as published).
     pub width: f64,
@@ -116,6 +121,7 @@ impl TrainConfig {
             min_lr: 0.0,
             weight_decay: 0.0,
             optimizer: Optimizer::Adam,
+            augment: Pipeline::default(),
             dropout: 0.5,
             width: 1.0,
             arch_options: ArchOptions::new(),
@@ -527,7 +533,14 @@ pub fn fit(
         let mut train = Figures::default();
         let mut lr = config.lr;
         for indices in order.chunks(config.batch_size) {
-            let batch = data.batch(indices, &device)?;
+            let batch = data.augmented_batch(
+                indices,
+                &config.augment,
+                config.objective.views(),
+                config.seed,
+                epoch,
+                &device,
+            )?;
             lr = config.lr_at(state.step, total_steps);
             train.add(objective.step(batch, lr)?);
             state.step += 1;

@@ -899,3 +899,53 @@ fn the_optimizer_is_chosen_recorded_and_checked() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--optimizer is 'adagrad'"), "{err}");
 }
+
+#[test]
+fn augmented_training_is_recorded_and_draws_the_same_augmentations_run_after_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    let pipeline = r#"[{"kind":"phase_rotation","p":1,"max_deg":180},
+                       {"kind":"awgn","p":0.5,"min_snr_db":5,"max_snr_db":15}]"#;
+    let (whole, again, plain) = (
+        tmp.path().join("whole"),
+        tmp.path().join("again"),
+        tmp.path().join("plain"),
+    );
+    train_alone(&data, &whole, &["--augment", pipeline]);
+    train_alone(
+        &data,
+        &again,
+        &["--augment", pipeline, "--residency", "stream"],
+    );
+    train_alone(&data, &plain, &[]);
+    // The draws are keyed by (seed, epoch, window), not by the order of reading or batching.
+    let (w, a, p) = (
+        learning_curve(&whole),
+        learning_curve(&again),
+        learning_curve(&plain),
+    );
+    assert_eq!(w, a);
+    assert_ne!(
+        w[0].0, p[0].0,
+        "augmented and plain first epochs trained the same"
+    );
+    let record = RunRecord::load(&whole).unwrap();
+    assert_eq!(record.train.augment.steps().len(), 2);
+    assert_eq!(record.train.augment.steps()[0].kind(), "phase_rotation");
+    // A bad pipeline is refused, naming the augmentation and the parameter.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--arch", "resnet1d", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bad"))
+        .args([
+            "--augment",
+            r#"[{"kind":"awgn","p":2,"min_snr_db":0,"max_snr_db":1}]"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--augment") && err.contains("awgn"), "{err}");
+}

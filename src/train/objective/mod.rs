@@ -185,6 +185,13 @@ impl ObjectiveConfig {
         }
     }
 
+    /// Augmented views of each training window the objective compares (1: it trains on one).
+    pub fn views(&self) -> u32 {
+        match self {
+            ObjectiveConfig::Classify { .. } | ObjectiveConfig::Multitask { .. } => 1,
+        }
+    }
+
     /// Whether batches must carry the daemon's SNR estimate of each window.
     pub fn needs_snr_estimate(&self) -> bool {
         matches!(
