@@ -195,6 +195,20 @@ thread_local! {
     static DEFAULT: RefCell<Option<SpectralSnr>> = const { RefCell::new(None) };
 }
 
+/// The SNR estimate in dB of a window of `channels` channels (`[channels, len]`,
+/// channel-major): the mean over its channels of [`estimate_snr_db`]. The one figure the station
+/// uses for a window — the SNR gate, the detection's SNR, and a model's `snr_db` input — and
+/// what training feeds a model trained on served SNR estimates. An empty window gives
+/// [`SNR_MIN_DB`].
+pub fn window_snr_db(iq: &[C32], channels: usize) -> f32 {
+    let len = iq.len() / channels.max(1);
+    if len == 0 {
+        return SNR_MIN_DB;
+    }
+    let sum: f32 = iq.chunks_exact(len).map(estimate_snr_db).sum();
+    sum / channels as f32
+}
+
 /// The default per-window SNR estimate in dB of one channel's window: [`SpectralSnr`], with a
 /// per-thread workspace kept for the last window length used (so a steady stream of equal
 /// windows plans once). Windows shorter than [`SpectralSnr::MIN_LEN`] fall back to

@@ -8,8 +8,7 @@ use futuresdr::runtime::dev::prelude::*;
 use super::Window;
 use crate::config::{GateConfig, GateKind};
 use crate::dsp::energy::EnergyDetector;
-use crate::dsp::snr::estimate_snr_db;
-use crate::iq::C32;
+use crate::dsp::snr::window_snr_db;
 use crate::telemetry::Metrics;
 
 /// How a gate judges one window.
@@ -21,17 +20,6 @@ enum Rule {
     Snr(f32),
     /// Everything passes.
     PassAll,
-}
-
-/// Mean over channels of the default per-channel SNR estimate, dB — the same figure the model
-/// worker computes when the gate has not.
-pub fn window_snr_db(iq: &[C32], channels: usize) -> f32 {
-    let len = iq.len() / channels.max(1);
-    if len == 0 {
-        return crate::dsp::snr::SNR_MIN_DB;
-    }
-    let sum: f32 = iq.chunks_exact(len).map(estimate_snr_db).sum();
-    sum / channels as f32
 }
 
 /// Passes windows to inference by energy, SNR or unconditionally.

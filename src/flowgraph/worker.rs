@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::gate::window_snr_db;
 use super::wakeup::Wakeup;
 use super::{Classified, Window};
 use crate::dsp::doa::{DoaEstimator, DoaMethod};
+use crate::dsp::snr::window_snr_db;
 use crate::infer::{Batcher, Model};
 use crate::telemetry::Metrics;
 

@@ -24,7 +24,7 @@ use super::runtime::{ExecutionPreference, Runtime, RuntimeOptions, runtime};
 use super::{InferError, Result};
 use crate::dsp::normalize::Normalization;
 use crate::dsp::repr::{ReprWorkspace, Representation};
-use crate::dsp::snr::estimate_snr_db;
+use crate::dsp::snr::window_snr_db;
 use crate::iq::C32;
 
 /// The execution provider a session runs on.
@@ -288,7 +288,7 @@ impl Model {
 
     /// Classifies a batch: `windows` holds `batch` windows of `channels × window_len` samples
     /// (window-major, channel-major inside). An `snr_db` extra input gets the default estimate
-    /// ([`estimate_snr_db`], averaged in dB over the channels); use [`Model::run_with_snr`] to
+    /// ([`window_snr_db`]: the per-channel estimate averaged in dB over the channels); use [`Model::run_with_snr`] to
     /// pass known values.
     pub fn run(&mut self, windows: &[C32], batch: usize) -> Result<&Output> {
         self.run_inner(windows, batch, None)
@@ -351,12 +351,11 @@ impl Model {
             self.snr.clear();
             match snr {
                 Some(s) => self.snr.extend_from_slice(s),
-                None => self
-                    .snr
-                    .extend(windows.chunks_exact(channels * len).map(|w| {
-                        let sum: f32 = w.chunks_exact(len).map(estimate_snr_db).sum();
-                        sum / channels as f32
-                    })),
+                None => self.snr.extend(
+                    windows
+                        .chunks_exact(channels * len)
+                        .map(|w| window_snr_db(w, channels)),
+                ),
             }
         }
         let size = channels * len;

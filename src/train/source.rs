@@ -19,7 +19,7 @@
 //! datasets are laid out round-robin over class and SNR.
 //!
 //! [`snr_estimates_db`] gives the *served* SNR of a batch's windows: the estimate the daemon
-//! computes for a model's `snr_db` input — [`estimate_snr_db`] of each channel, averaged in dB
+//! computes for a model's `snr_db` input — [`crate::dsp::snr::estimate_snr_db`] of each channel, averaged in dB
 //! over the channels.
 
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainError;
 use crate::dsp::array::ArrayGeometry;
-use crate::dsp::snr::{SNR_MIN_DB, estimate_snr_db};
+use crate::dsp::snr::window_snr_db;
 use crate::iq::C32;
 use crate::iq::dataset::{Dataset, DatasetError, Manifest};
 use crate::synth::antenna::{ArrayConfig, ArraySource};
@@ -161,21 +161,11 @@ pub fn open(
     })
 }
 
-/// The served SNR of each window of `batch`, dB: what the daemon feeds a model's `snr_db` input
-/// — [`estimate_snr_db`] of each channel, averaged over the channels (the floor
-/// [`SNR_MIN_DB`] for an empty window).
+/// The served SNR of each window of `batch`, dB: what the daemon feeds a model's `snr_db` input,
+/// [`window_snr_db`] (the per-channel estimate averaged over the channels).
 pub fn snr_estimates_db(batch: &RawBatch) -> Vec<f32> {
-    let channels = batch.channels.max(1);
     (0..batch.batch_size())
-        .map(|k| {
-            let window = batch.window(k);
-            let len = window.len() / channels;
-            if len == 0 {
-                return SNR_MIN_DB;
-            }
-            let sum: f32 = window.chunks_exact(len).map(estimate_snr_db).sum();
-            sum / channels as f32
-        })
+        .map(|k| window_snr_db(batch.window(k), batch.channels))
         .collect()
 }
 
@@ -644,6 +634,7 @@ impl WindowSource for Generated {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dsp::snr::{SNR_MIN_DB, estimate_snr_db};
     use crate::iq::dataset::{DatasetSource, DatasetWriter};
     use crate::synth::generate::generate_dataset;
 
