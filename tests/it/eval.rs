@@ -1068,6 +1068,17 @@ fn angle_errors_per_snr_and_class_match_hand_computed_errors_beside_music_and_th
             "{}",
             figures["crb_deg_by_snr"]
         );
+        // As an MAE the bound is at most sqrt(2/π) of the RMS figure (Jensen).
+        for key in ["-10", "5", "20"] {
+            let as_mae = figures["crb_mae_deg_by_snr"][key]
+                .as_f64()
+                .expect("CRB MAE");
+            assert!(
+                as_mae > 0.0 && as_mae <= (2.0 / std::f64::consts::PI).sqrt() * crb(key) + 1e-12,
+                "{key}: {as_mae} vs {}",
+                crb(key)
+            );
+        }
     }
     assert_eq!(aoa["reference"]["snapshots"], json!(d.manifest.window_len));
     assert_eq!(aoa["reference"]["music_failures"], json!(0));
@@ -1085,7 +1096,8 @@ fn angle_errors_per_snr_and_class_match_hand_computed_errors_beside_music_and_th
     for needle in [
         "## Angle of arrival",
         "![angle error against SNR](mae_vs_snr.png)",
-        "| SNR (dB) | windows | MAE (°) | azimuth MAE (°) | elevation MAE (°) | MUSIC MAE (°) | CRB (°) |",
+        "| SNR (dB) | windows | MAE (°) | azimuth MAE (°) | elevation MAE (°) | MUSIC MAE (°) | CRB (°) \
+         | CRB as MAE (°) |",
         "### Angle error per class",
         &format!("**{:.2}°** MAE", pooled),
     ] {
