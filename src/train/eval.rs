@@ -48,9 +48,13 @@
 //!   per-element SNR on average) and `window_len` snapshots; it is a variance bound in degrees².
 //!   Per group the figure is `sqrt(mean of the per-window bounds)` over the windows of the group
 //!   (and, when pooled, over both angles): the RMS error an efficient unbiased estimator would
-//!   reach on those windows. For Gaussian errors the MAE is `sqrt(2/π) ≈ 0.80` times the RMS, so
-//!   an MAE somewhat below this figure does not beat the bound. A direction where the bound is
-//!   undefined (the pole, endfire) is left out and counted.
+//!   reach on those windows (`crb_deg_by_snr`). An MAE is not comparable with it as it is: an MAE
+//!   averages each window's |error|, and the windows' bounds differ widely (the 2×2 array sees
+//!   little near ±70°), so the mean of their square roots is well below the root of their mean.
+//!   The bound as an MAE (`crb_mae_deg_by_snr`) is therefore given too: `sqrt(2/π)` times the
+//!   mean over the group of `sqrt(CRB)` per window — the MAE an efficient unbiased estimator
+//!   with Gaussian errors would have on those windows. A direction where the bound is undefined
+//!   (the pole, endfire) is left out and counted.
 //!
 //! MUSIC and the CRB need the array: without a usable `array.geometry` in the manifest (or with
 //! one whose element count is not the window's channel count) they are left out with a warning.
@@ -371,6 +375,8 @@ pub struct AngleGroup {
     pub music: PerAngle,
     /// Per-window Cramér–Rao variance bounds, degrees² (angles the model gives).
     pub crb: PerAngle,
+    /// Their square roots (the bound on each window's standard deviation), degrees.
+    pub crb_sd: PerAngle,
 }
 
 impl AngleGroup {
@@ -389,6 +395,16 @@ impl AngleGroup {
         self.crb.of(angle).mean().map(f64::sqrt)
     }
 
+    /// `sqrt(2/π) · mean sqrt(per-window CRB)` in degrees: the MAE an efficient unbiased
+    /// estimator with Gaussian errors would have on these windows, comparable with the MAEs.
+    pub fn crb_mae_deg(&self, angle: Option<Angle>) -> Option<f64> {
+        let gaussian_mae_per_sd = (2.0 / std::f64::consts::PI).sqrt();
+        self.crb_sd
+            .of(angle)
+            .mean()
+            .map(|sd| gaussian_mae_per_sd * sd)
+    }
+
     fn add(&mut self, w: &WindowAngles) {
         self.windows += 1;
         for (k, angle) in Angle::BOTH.into_iter().enumerate() {
@@ -400,6 +416,7 @@ impl AngleGroup {
             }
             if let Some(v) = w.crb[k] {
                 self.crb.get_mut(angle).add(v);
+                self.crb_sd.get_mut(angle).add(v.sqrt());
             }
         }
     }
@@ -1105,6 +1122,8 @@ pub struct AngleJson {
     pub music_mae_by_snr: Ordered<f64>,
     /// `sqrt(mean per-window CRB)` per SNR bucket.
     pub crb_deg_by_snr: Ordered<f64>,
+    /// `sqrt(2/π) · mean sqrt(per-window CRB)` per SNR bucket: the bound as an MAE.
+    pub crb_mae_deg_by_snr: Ordered<f64>,
 }
 
 /// `"aoa"`: the pooled figures at the top, then each angle the model gives in the same shape.
@@ -1147,6 +1166,7 @@ impl AoaEvaluation {
             music_mae_deg: self.overall.music_mae(angle),
             music_mae_by_snr: by_snr(&|g| g.music_mae(angle)),
             crb_deg_by_snr: by_snr(&|g| g.crb_deg(angle)),
+            crb_mae_deg_by_snr: by_snr(&|g| g.crb_mae_deg(angle)),
         }
     }
 
@@ -1378,6 +1398,8 @@ enum Figure {
     Music,
     /// `sqrt(mean per-window CRB)`, pooled over the model's angles.
     Crb,
+    /// The CRB as an MAE, pooled over the model's angles.
+    CrbMae,
 }
 
 impl Figure {
@@ -1387,6 +1409,7 @@ impl Figure {
             Figure::Model(Some(a)) => format!("{} MAE", a.name()),
             Figure::Music => "MUSIC MAE".into(),
             Figure::Crb => "CRB".into(),
+            Figure::CrbMae => "CRB as MAE".into(),
         }
     }
 
@@ -1395,6 +1418,7 @@ impl Figure {
             Figure::Model(a) => g.mae(a),
             Figure::Music => g.music_mae(None),
             Figure::Crb => g.crb_deg(None),
+            Figure::CrbMae => g.crb_mae_deg(None),
         }
     }
 }
@@ -1413,7 +1437,7 @@ impl AoaEvaluation {
             f.extend(self.angles.iter().map(|a| Figure::Model(Some(*a))));
         }
         if self.reference.is_some() {
-            f.extend([Figure::Music, Figure::Crb]);
+            f.extend([Figure::Music, Figure::Crb, Figure::CrbMae]);
         }
         f
     }
@@ -1450,7 +1474,9 @@ impl AoaEvaluation {
                      window. CRB: the square root of the mean per-window Cramér–Rao variance \
                      bound (stochastic, one source; each window's true angles, true SNR as the \
                      per-element SNR, {} snapshots): the RMS error of an efficient unbiased \
-                     estimator on those windows (its MAE would be about 0.8 of it).",
+                     estimator on those windows. CRB as MAE: sqrt(2/π) times the mean per-window \
+                     bound on the standard deviation, the MAE such an estimator with Gaussian \
+                     errors would have (below 0.8 × CRB whenever the windows' bounds differ).",
                     layout_name(&r.array),
                     g.az_min_deg,
                     g.az_max_deg,
@@ -1468,17 +1494,25 @@ impl AoaEvaluation {
     fn text_table(&self, s: &mut String) {
         let _ = writeln!(s, "\nangles   {}", self.headline(""));
         let figures = self.figures();
+        // SNR keys are right-aligned, class names left-aligned (as in the accuracy tables).
+        let first_cell = |first: &str, width: usize| {
+            if width == 8 {
+                format!("{first:>width$}")
+            } else {
+                format!("{first:<width$}")
+            }
+        };
         let row = |s: &mut String, first: &str, width: usize, g: &AngleGroup| {
-            let _ = write!(s, "{first:>width$}  {:>9}", g.windows);
+            let _ = write!(s, "{}  {:>9}", first_cell(first, width), g.windows);
             for f in &figures {
-                let _ = write!(s, "  {:>16}", degrees(f.of(g)));
+                let _ = write!(s, "  {:>13}", degrees(f.of(g)));
             }
             let _ = writeln!(s);
         };
         let header = |s: &mut String, first: &str, width: usize| {
-            let _ = write!(s, "\n{first:>width$}  {:>9}", "windows");
+            let _ = write!(s, "\n{}  {:>9}", first_cell(first, width), "windows");
             for f in &figures {
-                let _ = write!(s, "  {:>16}", f.header());
+                let _ = write!(s, "  {:>13}", f.header());
             }
             let _ = writeln!(s);
         };
@@ -1492,7 +1526,7 @@ impl AoaEvaluation {
             .map(|(c, _)| c.chars().count())
             .max()
             .unwrap_or(5)
-            .max(5);
+            .max(9);
         header(s, "class", width);
         for (class, g) in &self.by_class {
             row(s, class, width, g);
@@ -1598,6 +1632,15 @@ impl AoaEvaluation {
                     "CRB (RMS bound)",
                     curve(Figure::Crb),
                     plot::colors::CATEGORICAL[3],
+                )
+            });
+            lines.push(Line {
+                dashed: true,
+                width: 1.6,
+                ..Line::new(
+                    "CRB as MAE",
+                    curve(Figure::CrbMae),
+                    plot::colors::CATEGORICAL[13],
                 )
             });
         }
@@ -2123,6 +2166,9 @@ mod tests {
         assert_eq!(g.music_mae(None), Some(4.0 / 3.0));
         assert_eq!(g.crb_deg(Some(Angle::Azimuth)), Some(10f64.sqrt()));
         assert_eq!(g.crb_deg(None), Some(7.5f64.sqrt()));
+        let gaussian = (2.0 / std::f64::consts::PI).sqrt();
+        assert_eq!(g.crb_mae_deg(Some(Angle::Azimuth)), Some(gaussian * 3.0));
+        assert_eq!(g.crb_mae_deg(None), Some(gaussian * 10.0 / 4.0));
         assert_eq!(AngleGroup::default().mae(None), None);
     }
 

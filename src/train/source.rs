@@ -14,8 +14,9 @@
 //!   `specwatch-train gen` writes window `i` of a dataset with the same settings (the same random
 //!   stream per window, the same round-robin layout over class and SNR).
 //!
-//! Memory and Stream give identical batches for the same indices (same samples, same metadata,
-//! same errors for a non-finite sample). A `max_windows` prefix is a balanced subset, because
+//! Memory and Stream give identical batches for the same indices (same samples, same metadata;
+//! a non-finite sample is the same error, raised by Memory at open and by Stream when its window
+//! is read). A `max_windows` prefix is a balanced subset, because
 //! datasets are laid out round-robin over class and SNR.
 //!
 //! [`snr_estimates_db`] gives the *served* SNR of a batch's windows: the estimate the daemon

@@ -9,6 +9,13 @@
 //! seeded Gaussian noise, stronger at higher SNR, so accuracy rises with SNR and the confusion
 //! matrix is far from diagonal at the lowest SNR. The test predicts every window by the same
 //! argmax on the samples it wrote and compares counts exactly.
+//!
+//! Angle outputs are checked on a small `aoa4` set made by `specwatch-train gen` with models
+//! whose angle outputs are constants (`Gemm` with zero weights and the angle as bias): the error
+//! of every window is then `constant − true angle` (azimuth wrapped), computed here from
+//! `angles.npy`, so the MAE overall, per SNR and per class is known exactly. MUSIC and the
+//! Cramér–Rao bound are checked by their behaviour (a few degrees at the highest SNR on the 2×2
+//! array; a bound that falls as the SNR rises).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,11 +27,11 @@ use rand_distr::StandardNormal;
 use serde_json::{Value, json};
 use specwatch::infer::{ExecutionPreference, RuntimeOptions};
 use specwatch::iq::C32;
-use specwatch::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
+use specwatch::iq::dataset::{Dataset, DatasetSource, DatasetWriter, Manifest};
 use specwatch::onnx::ops::{self, LinearWeights};
 use specwatch::onnx::{Dim, GraphBuilder, Weights};
-use specwatch::train::eval::{EvalOptions, Evaluation, evaluate};
-use specwatch::train::plot::{ACCURACY_SIZE, confusion_size};
+use specwatch::train::eval::{EvalOptions, Evaluation, evaluate, write_report};
+use specwatch::train::plot::{ACCURACY_SIZE, LINE_SIZE, confusion_size};
 
 use crate::common;
 
@@ -490,6 +497,37 @@ fn cli_prints_one_json_object_and_writes_the_report_folder() {
     ] {
         assert!(json.get(key).is_some(), "no '{key}' in {stdout}");
     }
+    // Exactly the keys a classifier's document has always had: no "aoa".
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "accuracy",
+            "by_snr",
+            "classes",
+            "classes_without_windows",
+            "confusion",
+            "dataset",
+            "mean_snr_accuracy",
+            "model",
+            "per_class",
+            "per_class_by_snr",
+            "seconds",
+            "unsupported_classes",
+            "warnings",
+            "windows",
+            "windows_by_snr",
+            "windows_per_class",
+            "windows_per_s",
+            "windows_read",
+        ]
+    );
     assert_eq!(json["model"]["name"], json!("argmax"));
     assert_eq!(
         json["dataset"]["manifest_sha256"],
@@ -513,7 +551,12 @@ fn cli_prints_one_json_object_and_writes_the_report_folder() {
     let (w, h) = png_size(&report.join("confusion.png"));
     assert_eq!((w as usize, h as usize), confusion_size(3));
     assert_eq!((w, h), (760, 502));
+    assert!(
+        !report.join("mae_vs_snr.png").exists(),
+        "no angle chart for a classifier"
+    );
     let md = std::fs::read_to_string(report.join("report.md")).expect("report.md");
+    assert!(!md.contains("Angle of arrival"), "{md}");
     for needle in [
         "# Evaluation of argmax 1.0.0",
         "![accuracy against SNR](accuracy_vs_snr.png)",
@@ -759,4 +802,456 @@ fn bad_options_are_named() {
         err.contains("'batch' is 0; expected at least 1 window per batch"),
         "{err}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Angle outputs
+// ---------------------------------------------------------------------------------------------
+
+/// The constant azimuth and elevation the angle fixtures answer, degrees.
+const AZIMUTH: f32 = 10.0;
+const ELEVATION: f32 = -5.0;
+/// The aoa4 set's SNR grid (`--snr -10:20:15`).
+const AOA_GRID: [f64; 3] = [-10.0, 5.0, 20.0];
+
+/// Generates a small aoa4 set (6 classes × 3 SNRs × 3 windows of 4 × 1024) through the CLI.
+fn gen_aoa4(dir: &Path) -> Dataset {
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["gen", "--recipe", "aoa4", "--out"])
+        .arg(dir)
+        .args([
+            "--per-class-snr",
+            "3",
+            "--snr",
+            "-10:20:15",
+            "--seed",
+            "7",
+            "--threads",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .expect("run specwatch-train gen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Dataset::open(dir).expect("open the aoa4 set")
+}
+
+/// What the constant-output model's outputs are.
+struct AngleModel<'a> {
+    name: &'a str,
+    task: &'a str,
+    channels: usize,
+    len: usize,
+    sample_rate_hz: f64,
+    /// Class names, and the class every window is given (its logit bias is 1, the others 0).
+    classes: Option<(&'a [String], usize)>,
+    azimuth: Option<f32>,
+    elevation: Option<f32>,
+}
+
+/// Writes the model as `dir/NAME.onnx` + card: every output is `Gemm` of the flattened input
+/// with zero weights plus a bias, so logits and angles are constants. Returns the card path.
+fn write_angle_model(dir: &Path, m: &AngleModel) -> PathBuf {
+    let rows = 2 * m.channels;
+    let inputs = rows * m.len;
+    let mut g = GraphBuilder::new(m.name);
+    let x = g
+        .input("iq", &[Dim::batch(), Dim::from(rows), Dim::from(m.len)])
+        .expect("input");
+    let flat = ops::flatten(&mut g, &x, 1).expect("flatten");
+    let mut outputs = Vec::new();
+    let constant = |g: &mut GraphBuilder, name: &str, bias: Vec<f32>| {
+        let n = bias.len();
+        let w = LinearWeights::burn(
+            Weights::new(vec![0.0; inputs * n], [inputs, n]),
+            Some(Weights::new(bias, [n])),
+        );
+        let y = ops::gemm(g, name, &flat, &w).expect("gemm");
+        g.node("Identity", &[&y], &[name], vec![])
+            .expect("identity");
+        g.output(name, &[Dim::batch(), Dim::from(n)])
+            .expect("output");
+    };
+    if let Some((classes, chosen)) = m.classes {
+        let mut bias = vec![0.0; classes.len()];
+        bias[chosen] = 1.0;
+        constant(&mut g, "logits", bias);
+        outputs.push(json!({"name": "logits", "kind": "logits"}));
+    }
+    if let Some(az) = m.azimuth {
+        constant(&mut g, "azimuth", vec![az]);
+        outputs.push(json!({"name": "azimuth", "kind": "azimuth"}));
+    }
+    if let Some(el) = m.elevation {
+        constant(&mut g, "elevation", vec![el]);
+        outputs.push(json!({"name": "elevation", "kind": "elevation"}));
+    }
+    g.save(dir.join(format!("{}.onnx", m.name)))
+        .expect("save model");
+    let card = json!({
+        "name": m.name,
+        "version": "1.0.0",
+        "task": m.task,
+        "window_len": m.len,
+        "channels": m.channels,
+        "sample_rate_hz": m.sample_rate_hz,
+        "inputs": [{"name": "iq", "layout": ["N", rows, m.len], "dtype": "float32",
+                    "representation": "iq", "normalization": "unit_rms"}],
+        "outputs": outputs,
+        "classes": m.classes.map(|(c, _)| c.to_vec()).unwrap_or_default(),
+        "dataset": {"name": "eval fixture", "manifest_sha256": "0f".repeat(32)},
+        "metrics": {},
+        "training": {"command": "tests/it/eval.rs (constant outputs)"}
+    });
+    let path = dir.join(format!("{}.json", m.name));
+    std::fs::write(&path, serde_json::to_string_pretty(&card).expect("card")).expect("card");
+    path
+}
+
+/// `estimate − truth` wrapped to [−180, 180).
+fn wrapped(estimate: f64, truth: f64) -> f64 {
+    let mut d = estimate - truth;
+    while d >= 180.0 {
+        d -= 360.0;
+    }
+    while d < -180.0 {
+        d += 360.0;
+    }
+    d
+}
+
+/// Sums of absolute errors `[azimuth, elevation]` and window counts, keyed by a group name.
+#[derive(Default)]
+struct Sums(std::collections::BTreeMap<String, ([f64; 2], u64)>);
+
+impl Sums {
+    fn add(&mut self, key: &str, err: [f64; 2]) {
+        let e = self.0.entry(key.to_string()).or_default();
+        e.0[0] += err[0].abs();
+        e.0[1] += err[1].abs();
+        e.1 += 1;
+    }
+
+    /// `(azimuth MAE, elevation MAE, pooled MAE)` of a group.
+    fn mae(&self, key: &str) -> (f64, f64, f64) {
+        let (s, n) = self.0[key];
+        let n = n as f64;
+        (s[0] / n, s[1] / n, (s[0] + s[1]) / (2.0 * n))
+    }
+}
+
+/// The constant model's errors, overall (`"all"`), per SNR grid key and per class name.
+fn expected_angle_errors(d: &Dataset) -> Sums {
+    let angles = d.angles_deg().expect("angles").expect("aoa4 has angles");
+    let snr = d.snr_db().expect("snr");
+    let labels = d.labels().expect("labels");
+    let mut sums = Sums::default();
+    for i in 0..d.len() {
+        let [az, el] = angles[i].map(f64::from);
+        let err = [wrapped(f64::from(AZIMUTH), az), f64::from(ELEVATION) - el];
+        let grid = AOA_GRID
+            .iter()
+            .copied()
+            .min_by(|a, b| {
+                (a - f64::from(snr[i]))
+                    .abs()
+                    .total_cmp(&(b - f64::from(snr[i])).abs())
+            })
+            .expect("grid");
+        sums.add("all", err);
+        sums.add(&format!("{}", grid as i64), err);
+        sums.add(&d.manifest.classes[labels[i] as usize], err);
+    }
+    sums
+}
+
+fn assert_close(got: &Value, want: f64, what: &str) {
+    let got = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: {got} is not a number"));
+    assert!((got - want).abs() < 1e-9, "{what}: {got} vs {want}");
+}
+
+#[test]
+fn angle_errors_per_snr_and_class_match_hand_computed_errors_beside_music_and_the_crb() {
+    if !common::runtime_available() {
+        return;
+    }
+    let tmp = common::scratch();
+    let data = tmp.path().join("aoa4");
+    let d = gen_aoa4(&data);
+    let classes = d.manifest.classes.clone();
+    assert_eq!(classes.len(), 6);
+    let model = write_angle_model(
+        tmp.path(),
+        &AngleModel {
+            name: "constant-aoa",
+            task: "amc+aoa",
+            channels: 4,
+            len: d.manifest.window_len,
+            sample_rate_hz: d.manifest.sample_rate_hz.expect("aoa4 has a sample rate"),
+            classes: Some((&classes, 2)),
+            azimuth: Some(AZIMUTH),
+            elevation: Some(ELEVATION),
+        },
+    );
+    let report = tmp.path().join("report");
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--report")
+        .arg(&report)
+        .args([
+            "--json",
+            "--batch",
+            "20",
+            "--provider",
+            "cpu",
+            "--threads",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .expect("run specwatch-train eval");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+
+    // The class output is still scored: every window is called class 2, one class in six.
+    assert_close(&json["accuracy"], 1.0 / 6.0, "accuracy");
+    assert_close(&json["by_snr"]["20"], 1.0 / 6.0, "accuracy at 20 dB");
+
+    let x = expected_angle_errors(&d);
+    let aoa = &json["aoa"];
+    assert_eq!(aoa["windows"], json!(d.len()));
+    assert_eq!(aoa["angles"], json!(["azimuth", "elevation"]));
+    let (az, el, pooled) = x.mae("all");
+    assert_close(&aoa["mae_deg"], pooled, "pooled MAE");
+    assert_close(&aoa["azimuth"]["mae_deg"], az, "azimuth MAE");
+    assert_close(&aoa["elevation"]["mae_deg"], el, "elevation MAE");
+    for key in ["-10", "5", "20"] {
+        let (az, el, pooled) = x.mae(key);
+        assert_close(&aoa["mae_by_snr"][key], pooled, key);
+        assert_close(&aoa["azimuth"]["mae_by_snr"][key], az, key);
+        assert_close(&aoa["elevation"]["mae_by_snr"][key], el, key);
+        assert_eq!(aoa["windows_by_snr"][key], json!(classes.len() * 3));
+    }
+    for class in &classes {
+        let (az, el, pooled) = x.mae(class);
+        assert_close(&aoa["mae_by_class"][class], pooled, class);
+        assert_close(&aoa["azimuth"]["mae_by_class"][class], az, class);
+        assert_close(&aoa["elevation"]["mae_by_class"][class], el, class);
+    }
+
+    // MUSIC on the 2×2 array: a few degrees at most at the highest SNR, and better than at the
+    // lowest; the bound falls as the SNR rises.
+    let music = |key: &str| aoa["music_mae_by_snr"][key].as_f64().expect("MUSIC MAE");
+    assert!(
+        music("20") < 2.0,
+        "MUSIC at 20 dB: {}",
+        aoa["music_mae_by_snr"]
+    );
+    assert!(music("20") < music("-10"), "{}", aoa["music_mae_by_snr"]);
+    for figures in [aoa, &aoa["azimuth"], &aoa["elevation"]] {
+        let crb = |key: &str| figures["crb_deg_by_snr"][key].as_f64().expect("CRB");
+        assert!(
+            crb("-10") > crb("5") && crb("5") > crb("20") && crb("20") > 0.0,
+            "{}",
+            figures["crb_deg_by_snr"]
+        );
+        // As an MAE the bound is at most sqrt(2/π) of the RMS figure (Jensen).
+        for key in ["-10", "5", "20"] {
+            let as_mae = figures["crb_mae_deg_by_snr"][key]
+                .as_f64()
+                .expect("CRB MAE");
+            assert!(
+                as_mae > 0.0 && as_mae <= (2.0 / std::f64::consts::PI).sqrt() * crb(key) + 1e-12,
+                "{key}: {as_mae} vs {}",
+                crb(key)
+            );
+        }
+    }
+    assert_eq!(aoa["reference"]["snapshots"], json!(d.manifest.window_len));
+    assert_eq!(aoa["reference"]["music_failures"], json!(0));
+
+    // The report: the same figures, the angle section and the chart of the documented size.
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(report.join("eval.json")).expect("eval.json"),
+    )
+    .expect("eval.json parses");
+    assert_eq!(saved["aoa"]["mae_by_snr"], aoa["mae_by_snr"]);
+    let (w, h) = png_size(&report.join("mae_vs_snr.png"));
+    assert_eq!((w as usize, h as usize), LINE_SIZE);
+    assert!(report.join("accuracy_vs_snr.png").exists());
+    let md = std::fs::read_to_string(report.join("report.md")).expect("report.md");
+    for needle in [
+        "## Angle of arrival",
+        "![angle error against SNR](mae_vs_snr.png)",
+        "| SNR (dB) | windows | MAE (°) | azimuth MAE (°) | elevation MAE (°) | MUSIC MAE (°) | CRB (°) \
+         | CRB as MAE (°) |",
+        "### Angle error per class",
+        &format!("**{:.2}°** MAE", pooled),
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
+    }
+
+    // The same model described as a classifier only: no "aoa" at all.
+    let mut card: Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).expect("card")).expect("card");
+    card["task"] = json!("amc");
+    card["outputs"] = json!([{"name": "logits", "kind": "logits"}]);
+    card["name"] = json!("constant-amc");
+    let amc = tmp.path().join("constant-amc.json");
+    std::fs::write(&amc, card.to_string()).expect("card");
+    std::fs::copy(
+        tmp.path().join("constant-aoa.onnx"),
+        tmp.path().join("constant-amc.onnx"),
+    )
+    .expect("copy the graph");
+    let e = evaluate(&amc, &data, &options(64), &mut |_, _| {}).expect("evaluates");
+    let amc_json = serde_json::to_value(e.to_json()).expect("json");
+    assert!(amc_json.get("aoa").is_none(), "{amc_json}");
+    assert_close(&amc_json["accuracy"], 1.0 / 6.0, "accuracy");
+}
+
+#[test]
+fn azimuth_only_model_without_classes_reports_its_angle_and_no_accuracy() {
+    if !common::runtime_available() {
+        return;
+    }
+    let tmp = common::scratch();
+    let data = tmp.path().join("aoa4");
+    let d = gen_aoa4(&data);
+    let model = write_angle_model(
+        tmp.path(),
+        &AngleModel {
+            name: "azimuth-only",
+            task: "aoa",
+            channels: 4,
+            len: d.manifest.window_len,
+            sample_rate_hz: d.manifest.sample_rate_hz.expect("sample rate"),
+            classes: None,
+            azimuth: Some(AZIMUTH),
+            elevation: None,
+        },
+    );
+    let e = evaluate(&model, &data, &options(25), &mut |_, _| {}).expect("evaluates");
+    let json = serde_json::to_value(e.to_json()).expect("json");
+    for key in [
+        "accuracy",
+        "mean_snr_accuracy",
+        "by_snr",
+        "per_class",
+        "confusion",
+        "classes",
+        "windows",
+        "windows_by_snr",
+        "unsupported_classes",
+    ] {
+        assert!(json.get(key).is_none(), "'{key}' in {json}");
+    }
+    assert_eq!(json["windows_read"], json!(d.len()));
+    let aoa = &json["aoa"];
+    assert_eq!(aoa["angles"], json!(["azimuth"]));
+    assert!(aoa.get("elevation").is_none(), "{aoa}");
+    let x = expected_angle_errors(&d);
+    let (az, _, _) = x.mae("all");
+    assert_close(&aoa["mae_deg"], az, "pooled = azimuth");
+    assert_close(&aoa["azimuth"]["mae_deg"], az, "azimuth");
+    assert_close(&aoa["mae_by_snr"]["5"], x.mae("5").0, "azimuth at 5 dB");
+    assert_close(
+        &aoa["mae_by_class"]["BPSK"],
+        x.mae("BPSK").0,
+        "azimuth of BPSK",
+    );
+    // MUSIC's pooled figure covers the angle the model gives: azimuth only.
+    assert_eq!(aoa["music_mae_by_snr"], aoa["azimuth"]["music_mae_by_snr"]);
+
+    let report = tmp.path().join("report");
+    let files = write_report(&e, &report, "specwatch-train eval …").expect("report");
+    assert!(files.accuracy_png.is_none() && files.confusion_png.is_none());
+    assert!(!report.join("accuracy_vs_snr.png").exists());
+    assert!(!report.join("confusion.png").exists());
+    let (w, h) = png_size(&report.join("mae_vs_snr.png"));
+    assert_eq!((w as usize, h as usize), LINE_SIZE);
+    let table = e.text_table();
+    assert!(!table.contains("accuracy"), "{table}");
+    assert!(
+        table.contains(&format!(
+            "angles   {:.2}° azimuth MAE over {} windows",
+            az,
+            d.len()
+        )),
+        "{table}"
+    );
+}
+
+#[test]
+fn angle_model_on_a_dataset_without_angles_is_refused_or_warned() {
+    if !common::runtime_available() {
+        return;
+    }
+    let tmp = common::scratch();
+    let data = tmp.path().join("data");
+    write_dataset(
+        &data,
+        &["A", "B", "C"],
+        &make_windows(&["A", "B", "C"], 1),
+        1,
+    );
+    let classes: Vec<String> = MODEL_CLASSES.iter().map(|c| c.to_string()).collect();
+    let fixture = |name: &'static str, task: &'static str, with_classes: bool| {
+        AngleModel {
+            name,
+            task,
+            channels: 1,
+            len: LEN,
+            sample_rate_hz: 1e6,
+            classes: None,
+            azimuth: Some(AZIMUTH),
+            elevation: Some(ELEVATION),
+        }
+        .with_classes(with_classes.then_some((&classes[..], 0)))
+    };
+    let aoa = write_angle_model(tmp.path(), &fixture("angles", "aoa", false));
+    let err = evaluate(&aoa, &data, &options(8), &mut |_, _| {})
+        .expect_err("nothing to measure")
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "gives only angles (task aoa) but dataset {} has no angles.npy",
+            data.display()
+        )),
+        "{err}"
+    );
+    let both = write_angle_model(tmp.path(), &fixture("both", "amc+aoa", true));
+    let e = evaluate(&both, &data, &options(8), &mut |_, _| {}).expect("evaluates");
+    assert!(e.aoa.is_none());
+    assert!(
+        e.warnings
+            .iter()
+            .any(|w| w.contains("its angles are not evaluated")),
+        "{:?}",
+        e.warnings
+    );
+    assert_close(
+        &serde_json::to_value(e.to_json()).expect("json")["accuracy"],
+        e.accuracy(),
+        "accuracy",
+    );
+}
+
+impl<'a> AngleModel<'a> {
+    fn with_classes(self, classes: Option<(&'a [String], usize)>) -> Self {
+        AngleModel { classes, ..self }
+    }
 }

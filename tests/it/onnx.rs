@@ -2022,3 +2022,90 @@ fn weightless_helpers_refuse_bad_arguments_naming_what_was_expected() {
     let graph = g.build().expect("build").graph.expect("graph");
     assert!(graph.node.is_empty() && graph.initializer.is_empty());
 }
+
+#[test]
+fn affine_coupling_and_phase_derotation_compose_from_the_weightless_helpers() {
+    let Some(py) = common::python() else { return };
+    // An SE-JNNet-style enhancer step on [4, L] rows: split the rows in halves (a, b), scale and
+    // shift b by 1×1 convolutions of a (b' = b·exp(tanh(s(a))) + t(a)), then derotate the first
+    // I/Q pair by the mean of row 2 as a phase: I' = I·cos φ + Q·sin φ, Q' = Q·cos φ − I·sin φ.
+    let mut rng = Gen::new(68);
+    let l = 6;
+    let s_net = ConvWeights {
+        weight: rng.w(&[2, 2, 1]),
+        bias: Some(rng.w(&[2])),
+    };
+    let t_net = ConvWeights {
+        weight: rng.w(&[2, 2, 1]),
+        bias: Some(rng.w(&[2])),
+    };
+    let one_by_one = ConvOptions::new(1);
+    let mut draw = Gen::new(69);
+    check_graph(
+        &py,
+        "coupling",
+        &[("x", &[4, l])],
+        |_, b| draw.vec(b * 4 * l),
+        |g, ins| {
+            let halves = ops::split(g, &ins[0], 1, &[2, 2]).expect("split");
+            let (a, b) = (&halves[0], &halves[1]);
+            let s = ops::conv(g, "s", a, &s_net, &one_by_one).expect("conv");
+            let s = ops::tanh(g, &s).expect("tanh");
+            let scale = ops::exp(g, &s).expect("exp");
+            let t = ops::conv(g, "t", a, &t_net, &one_by_one).expect("conv");
+            let b = ops::mul(g, b, &scale).expect("mul");
+            let b = ops::add(g, &b, &t).expect("add");
+            let y = ops::concat(g, &[a, &b], 1).expect("concat");
+            let row2 = ops::slice(g, &y, &[2], &[3], &[1], &[]).expect("slice");
+            let phi = ops::reduce_mean(g, &row2, &[2], true).expect("mean"); // [N, 1, 1]
+            let (c, s) = (
+                ops::cos(g, &phi).expect("cos"),
+                ops::sin(g, &phi).expect("sin"),
+            );
+            let i = ops::slice(g, &y, &[0], &[1], &[1], &[]).expect("slice");
+            let q = ops::slice(g, &y, &[1], &[2], &[1], &[]).expect("slice");
+            let (ic, qs) = (
+                ops::mul(g, &i, &c).expect("mul"),
+                ops::mul(g, &q, &s).expect("mul"),
+            );
+            let (qc, is) = (
+                ops::mul(g, &q, &c).expect("mul"),
+                ops::mul(g, &i, &s).expect("mul"),
+            );
+            let i2 = ops::add(g, &ic, &qs).expect("add");
+            let q2 = ops::sub(g, &qc, &is).expect("sub");
+            let out = ops::concat(g, &[&i2, &q2], 1).expect("concat");
+            vec![(y, vec![4, l]), (out, vec![2, l])]
+        },
+        |ins| {
+            let x = &ins[0];
+            let n = x.shape[0];
+            let conv1 = |w: &ConvWeights, rows: &[f32], o: usize, t: usize| {
+                w.bias.as_ref().map_or(0.0, |b| b.data[o])
+                    + (0..2)
+                        .map(|c| w.weight.data[o * 2 + c] * rows[c * l + t])
+                        .sum::<f32>()
+            };
+            let mut ys = Vec::new();
+            let mut outs = Vec::new();
+            for k in 0..n {
+                let xs = &x.data[k * 4 * l..(k + 1) * 4 * l];
+                let mut y = xs.to_vec();
+                for o in 0..2 {
+                    for t in 0..l {
+                        let scale = conv1(&s_net, &xs[..2 * l], o, t).tanh().exp();
+                        let shift = conv1(&t_net, &xs[..2 * l], o, t);
+                        y[(2 + o) * l + t] = xs[(2 + o) * l + t] * scale + shift;
+                    }
+                }
+                let phi = y[2 * l..3 * l].iter().sum::<f32>() / l as f32;
+                let (c, s) = (phi.cos(), phi.sin());
+                let (i, q) = (&y[..l], &y[l..2 * l]);
+                outs.extend((0..l).map(|t| i[t] * c + q[t] * s));
+                outs.extend((0..l).map(|t| q[t] * c - i[t] * s));
+                ys.extend(y);
+            }
+            vec![T::new(ys, &[n, 4, l]), T::new(outs, &[n, 2, l])]
+        },
+    );
+}
