@@ -7,7 +7,10 @@
 //!   `to_bytes` / `save`.
 //! - [`ops`]: layer helpers that map framework weights (burn's layouts, and PyTorch's where they
 //!   differ) onto standard operators: convolutions, normalisation, activations, pooling, LSTM,
-//!   GRU, multi-head self-attention.
+//!   GRU (unrolled: the writer has no sub-graph attributes), multi-head self- and
+//!   cross-attention; and weightless helpers for the families' arithmetic — elementwise
+//!   functions, slices and splits, reductions, routing by a condition (`less`, `where_`,
+//!   `cast`), `atan2`, L2 normalisation and cosine similarity to a stored table.
 //!
 //! Models target ONNX IR version [`IR_VERSION`] and the default-domain operator set [`OPSET`]
 //! (the first with `LayerNormalization`), which onnxruntime ≥ 1.12 and `onnx.checker` accept.
