@@ -204,6 +204,14 @@ struct TrainArgs {
     /// "p":1,"max_deg":180}] (kinds: see the augment module documentation) [default: none].
     #[arg(long, value_name = "JSON|FILE")]
     augment: Option<String>,
+    /// Which training windows an epoch visits: shuffle (each once) or balanced (every class
+    /// and SNR cell equally often) [default: shuffle].
+    #[arg(long)]
+    sampling: Option<String>,
+    /// Train on only N labelled windows of each class and SNR cell of the training split
+    /// (label-budget and few-shot runs; drawn with --seed).
+    #[arg(long, value_name = "N")]
+    labelled_per_cell: Option<usize>,
     /// Same as --arch-opt depth=N (the spelling of earlier recorded commands).
     #[arg(long, hide = true)]
     depth: Option<usize>,
@@ -485,6 +493,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--arch-opt", !args.arch_opt.is_empty()),
             ("--objective", args.objective.is_some()),
             ("--augment", args.augment.is_some()),
+            ("--sampling", args.sampling.is_some()),
+            ("--labelled-per-cell", args.labelled_per_cell.is_some()),
             ("--depth", args.depth.is_some()),
             ("--amplitude-rows", args.amplitude_rows),
             ("--seed", args.seed.is_some()),
@@ -577,6 +587,13 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         if let Some(text) = &args.augment {
             config.augment = json_setting("--augment", text, AUGMENT_EXAMPLE)?;
         }
+        if let Some(v) = &args.sampling {
+            config.sampling = serde_json::from_value(serde_json::Value::String(v.clone()))
+                .map_err(|_| {
+                    anyhow::anyhow!("--sampling is '{v}'; expected shuffle or balanced")
+                })?;
+        }
+        config.labelled_per_cell = args.labelled_per_cell;
         if let Some(v) = args.seed {
             config.seed = v;
         }

@@ -196,6 +196,13 @@ pub fn train_command(config: &TrainConfig) -> String {
         let json = serde_json::to_string(&config.optimizer).unwrap_or_default();
         parts.push(format!("--optimizer '{json}'"));
     }
+    if config.sampling != Default::default() {
+        let name = serde_json::to_value(config.sampling).unwrap_or(Value::Null);
+        parts.push(format!("--sampling {}", name.as_str().unwrap_or_default()));
+    }
+    if let Some(n) = config.labelled_per_cell {
+        parts.push(format!("--labelled-per-cell {n}"));
+    }
     if !config.augment.is_empty() {
         let json = serde_json::to_string(&config.augment).unwrap_or_default();
         parts.push(format!("--augment '{json}'"));
@@ -542,6 +549,8 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         "optimizer_settings": t.optimizer,
         "objective": t.objective,
         "augment": t.augment,
+        "sampling": t.sampling,
+        "labelled_per_cell": t.labelled_per_cell,
         "batch_size": t.batch_size,
         "dropout": t.dropout,
         "width": t.width,

@@ -80,6 +80,15 @@ pub struct TrainConfig {
     /// The optimiser ([`Optimizer`]); configs written before this field existed: Adam.
     #[serde(default)]
     pub optimizer: Optimizer,
+    /// Which training windows each epoch visits, in what order; configs written before this
+    /// field existed: every window once, shuffled.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Train on only this many labelled windows of each (class, SNR) cell of the training split,
+    /// drawn with `seed` ([`sampler::labelled_subset`]; a smaller count's windows are among a
+    /// larger one's): label-budget and few-shot runs. Validation and test are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labelled_per_cell: Option<usize>,
     /// Augmentations of the raw training windows, before preprocessing (validation and test
     /// windows are never augmented); none by default.
     #[serde(default, skip_serializing_if = "Pipeline::is_empty")]
@@ -122,6 +131,8 @@ impl TrainConfig {
             weight_decay: 0.0,
             optimizer: Optimizer::Adam,
             augment: Pipeline::default(),
+            sampling: Sampling::Shuffle,
+            labelled_per_cell: None,
             dropout: 0.5,
             width: 1.0,
             arch_options: ArchOptions::new(),
@@ -201,6 +212,18 @@ impl TrainConfig {
         let t = (step as f64 / total.max(1) as f64).min(1.0);
         self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + (PI * t).cos())
     }
+}
+
+/// Which training windows an epoch visits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Every training window once, in an order shuffled per epoch ([`sampler::shuffled`]).
+    #[default]
+    Shuffle,
+    /// As many windows as the training split holds, every (class, SNR) cell equally often
+    /// ([`sampler::balanced`]): a cell with fewer windows repeats them.
+    Balanced,
 }
 
 /// What `config.json` holds.
@@ -513,7 +536,19 @@ pub fn fit(
         }
     };
 
-    let steps_per_epoch = split.train.len().div_ceil(config.batch_size) as u64;
+    let grid = data.manifest().snr_grid_db.clone();
+    let pool = match config.labelled_per_cell {
+        Some(n) => sampler::labelled_subset(
+            &split.train,
+            data.source().labels(),
+            data.source().snr_db(),
+            &grid,
+            n,
+            config.seed,
+        )?,
+        None => split.train.clone(),
+    };
+    let steps_per_epoch = pool.len().div_ceil(config.batch_size) as u64;
     let total_steps = steps_per_epoch * config.epochs as u64;
     let mut history = Vec::new();
 
@@ -522,7 +557,18 @@ pub fn fit(
         let started = Instant::now();
         let bar = progress_bar(options.progress, steps_per_epoch, epoch, config.epochs);
 
-        let order = sampler::shuffled(&split.train, config.seed, epoch);
+        let order = match config.sampling {
+            Sampling::Shuffle => sampler::shuffled(&pool, config.seed, epoch),
+            Sampling::Balanced => sampler::balanced(
+                &pool,
+                data.source().labels(),
+                data.source().snr_db(),
+                &grid,
+                pool.len(),
+                config.seed,
+                epoch,
+            )?,
+        };
         device.seed(
             config
                 .seed

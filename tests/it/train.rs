@@ -949,3 +949,56 @@ fn augmented_training_is_recorded_and_draws_the_same_augmentations_run_after_run
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--augment") && err.contains("awgn"), "{err}");
 }
+
+#[test]
+fn label_budgets_and_balanced_sampling_are_run_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ds");
+    write_two_class_dataset(&data);
+    let few = tmp.path().join("few");
+    train_alone(
+        &data,
+        &few,
+        &["--labelled-per-cell", "8", "--sampling", "balanced"],
+    );
+    let record = RunRecord::load(&few).unwrap();
+    assert_eq!(record.train.labelled_per_cell, Some(8));
+    assert_eq!(
+        serde_json::to_value(record.train.sampling).unwrap(),
+        "balanced"
+    );
+    // 8 windows of each of 2 classes × 3 SNRs: each epoch's accuracy counts 48 windows.
+    for m in read_metrics(&few).unwrap() {
+        let hits = m.train_acc * 48.0;
+        assert!((hits - hits.round()).abs() < 1e-9, "{m:?}");
+    }
+    let full = tmp.path().join("full");
+    train_alone(&data, &full, &[]);
+    let split = Split::load(&full.join("split.json")).unwrap();
+    assert!(split.train.len() > 200, "{}", split.train.len());
+    // More labelled windows than a cell holds is refused, naming the cell.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--arch", "resnet1d", "--quiet", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("too_many"))
+        .args(["--labelled-per-cell", "100000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("labelled-per-cell") && err.contains("class"),
+        "{err}"
+    );
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["train", "--arch", "resnet1d", "--quiet", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bad"))
+        .args(["--sampling", "random"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sampling is 'random'"));
+}
