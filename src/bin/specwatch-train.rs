@@ -42,7 +42,7 @@ enum Command {
     },
     /// Train a model on a dataset folder into a run folder.
     #[cfg(feature = "train")]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Export a trained run to models/NAME.onnx + models/NAME.json (the model card), measuring
     /// its test-split accuracy through ONNX Runtime.
     #[cfg(feature = "train")]
@@ -358,7 +358,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ImportRadioml(args) => import(args),
         Command::Inspect { dir } => inspect(&dir),
         #[cfg(feature = "train")]
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         #[cfg(feature = "train")]
         Command::Export(args) => export(args),
         #[cfg(feature = "train")]

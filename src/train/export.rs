@@ -106,6 +106,9 @@ pub struct TestMetrics {
     pub angle_mae_deg: Option<(f64, f64)>,
 }
 
+/// The largest |burn − ONNX Runtime| difference of each output, by output name.
+pub type Parity = Vec<(&'static str, f32)>;
+
 /// What [`export`] wrote.
 #[derive(Debug, Clone)]
 pub struct ExportReport {
@@ -114,7 +117,7 @@ pub struct ExportReport {
     pub card: ModelCard,
     pub test: TestMetrics,
     /// Max |burn − ONNX Runtime| difference on the first test batch, per output.
-    pub parity_max_abs: Vec<(&'static str, f32)>,
+    pub parity_max_abs: Parity,
 }
 
 fn run_err(dir: &Path, problem: impl Into<String>) -> TrainError {
@@ -678,7 +681,7 @@ fn measure(
     record: &RunRecord,
     manifest: &Manifest,
     set: &TestSet,
-) -> Result<(TestMetrics, Vec<(&'static str, f32)>), TrainError> {
+) -> Result<(TestMetrics, Parity), TrainError> {
     let w = manifest.channels * manifest.window_len;
     let interface = model.interface().clone();
     let classifies = interface
