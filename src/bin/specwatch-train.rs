@@ -243,6 +243,12 @@ struct TrainArgs {
     /// depth and amplitude rows); optimiser and schedule start afresh.
     #[arg(long, value_name = "RUN_DIR|MODEL.json")]
     init_from: Option<PathBuf>,
+    /// Start only the embedding layers from this earlier run folder or exported model (same
+    /// architecture, width, options and input; its classes may differ), with a fresh
+    /// classifier head for this dataset's classes. With {"kind":"classify",
+    /// "freeze_encoder":true} as --objective, a linear probe of that encoder.
+    #[arg(long, value_name = "RUN_DIR|MODEL.json")]
+    encoder_from: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (up to --epochs in total).
     #[arg(long)]
     resume: bool,
@@ -502,6 +508,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ("--normalization", args.normalization.is_some()),
             ("--representation", args.representation.is_some()),
             ("--init-from", args.init_from.is_some()),
+            ("--encoder-from", args.encoder_from.is_some()),
         ];
         if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
             anyhow::bail!(
@@ -608,6 +615,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             config.prep.representation = parse_representation(v)?;
         }
         config.init_from = args.init_from.clone();
+        config.encoder_from = args.encoder_from.clone();
         config
     };
     if let Some(v) = args.epochs {

@@ -228,6 +228,9 @@ pub fn train_command(config: &TrainConfig) -> String {
     if let Some(run) = &config.init_from {
         parts.push(format!("--init-from {}", run.display()));
     }
+    if let Some(run) = &config.encoder_from {
+        parts.push(format!("--encoder-from {}", run.display()));
+    }
     parts.join(" ")
 }
 

@@ -113,6 +113,10 @@ pub struct TrainConfig {
     /// card `NAME.json`), instead of a random initialisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// Start the embedding layers from this earlier run or exported model (its classes may
+    /// differ) and the classifier head afresh: a pretrained encoder under a new head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_from: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -140,6 +144,7 @@ impl TrainConfig {
             patience: 5,
             seed: 1,
             init_from: None,
+            encoder_from: None,
         }
     }
 
@@ -265,6 +270,10 @@ pub struct InitRecord {
     /// The earlier run's own warm start, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<Box<InitRecord>>,
+    /// Only the embedding layers were taken (`--encoder-from`); the classifier head started
+    /// fresh for this run's classes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encoder_only: bool,
 }
 
 impl InitRecord {
@@ -497,13 +506,21 @@ pub fn fit(
             (objective, state)
         }
         None => {
-            let init = match &config.init_from {
-                Some(source) => {
-                    let (weights, init) = warm_start(source, config, &spec, &data, model)?;
+            let init = match (&config.init_from, &config.encoder_from) {
+                (Some(source), None) | (None, Some(source)) => {
+                    let encoder_only = config.encoder_from.is_some();
+                    let (weights, init) =
+                        warm_start(source, config, &spec, &data, model, encoder_only)?;
                     model = weights;
                     Some(init)
                 }
-                None => None,
+                (None, None) => None,
+                (Some(_), Some(_)) => {
+                    return Err(TrainError::param(
+                        "encoder-from",
+                        "is given with --init-from; a run starts from one or the other",
+                    ));
+                }
             };
             write_json(
                 &run_dir.join(CONFIG_FILE),
@@ -676,15 +693,47 @@ fn warm_start(
     spec: &ModelSpec,
     data: &Batcher,
     model: Model,
+    encoder_only: bool,
 ) -> Result<(Model, InitRecord), TrainError> {
     let is_model = matches!(
         source.extension().and_then(|e| e.to_str()),
         Some("json" | "onnx")
     ) && !source.is_dir();
-    let (model, init) = if is_model {
-        warm_start_from_model(source, config, spec, data, model)?
+    let (model, init) = if encoder_only {
+        // The source's own class count: its head is dropped for this run's fresh one.
+        let classes = if is_model {
+            let card_path = crate::infer::card::ModelCard::card_path(source);
+            crate::infer::card::ModelCard::load(&card_path)
+                .map_err(|e| TrainError::param("encoder-from", e.to_string()))?
+                .classes
+                .len()
+        } else {
+            RunRecord::load(source)?.model.num_classes
+        };
+        let source_spec = ModelSpec {
+            num_classes: classes.max(1),
+            ..spec.clone()
+        };
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_else(Device::flex);
+        let fresh = models::build(&config.arch, &source_spec, &device)?;
+        let (loaded, mut init) = if is_model {
+            warm_start_from_model(source, config, &source_spec, data, fresh, false)?
+        } else {
+            warm_start_from_run(source, config, &source_spec, data, fresh, false)?
+        };
+        init.encoder_only = true;
+        let model = models::with_head_of(loaded, model).ok_or_else(|| {
+            TrainError::param("encoder-from", "the encoder is of another architecture")
+        })?;
+        (model, init)
+    } else if is_model {
+        warm_start_from_model(source, config, spec, data, model, true)?
     } else {
-        warm_start_from_run(source, config, spec, data, model)?
+        warm_start_from_run(source, config, spec, data, model, true)?
     };
     // Windows an earlier model trained on must not sit in this run's validation or test split:
     // on the same dataset that holds only for the same split.
@@ -722,6 +771,7 @@ fn warm_start_from_run(
     spec: &ModelSpec,
     data: &Batcher,
     model: Model,
+    same_classes: bool,
 ) -> Result<(Model, InitRecord), TrainError> {
     let refuse = |problem: String| TrainError::Run {
         dir: source.to_path_buf(),
@@ -757,7 +807,7 @@ fn warm_start_from_run(
             spec.width
         )));
     }
-    if record.dataset.classes != data.manifest().classes {
+    if same_classes && record.dataset.classes != data.manifest().classes {
         return Err(refuse(format!(
             "its classes are [{}], this dataset's are [{}]; the output rows would mean other \
              classes",
@@ -804,6 +854,7 @@ fn warm_start_from_run(
         split: theirs.split,
         max_windows: theirs.prep.max_windows,
         init: record.init.map(Box::new),
+        encoder_only: false,
     };
     Ok((model, init))
 }
@@ -816,6 +867,7 @@ fn warm_start_from_model(
     spec: &ModelSpec,
     data: &Batcher,
     model: Model,
+    same_classes: bool,
 ) -> Result<(Model, InitRecord), TrainError> {
     use crate::infer::card::{Dim, ModelCard};
     use serde_json::Value;
@@ -899,7 +951,7 @@ fn warm_start_from_model(
             config.prep.representation
         )));
     }
-    if card.classes != data.manifest().classes {
+    if same_classes && card.classes != data.manifest().classes {
         return Err(refuse(format!(
             "its classes are [{}], this dataset's are [{}]; the output rows would mean other \
              classes",
@@ -988,6 +1040,7 @@ fn warm_start_from_model(
         split,
         max_windows,
         init: earlier_init.map(Box::new),
+        encoder_only: false,
     };
     Ok((model, init))
 }

@@ -307,3 +307,97 @@ fn a_multitask_objective_without_angles_in_the_data_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_pretrained_encoder_under_a_fresh_head_is_probed_without_changing_it() {
+    use specwatch::train::export::load_trained;
+    let tmp = common::scratch();
+    let (two, four) = (tmp.path().join("two"), tmp.path().join("four"));
+    for (dir, classes) in [(&two, "BPSK,QAM16"), (&four, "BPSK,QPSK,QAM16,QAM64")] {
+        train_cli(&[
+            "gen",
+            "--recipe",
+            "rml2016a",
+            "--classes",
+            classes,
+            "--per-class-snr",
+            "24",
+            "--snr",
+            "10:18:8",
+            "--seed",
+            "4",
+            "--out",
+            arg(dir),
+        ]);
+    }
+    let (pretrained, probe) = (tmp.path().join("pretrained"), tmp.path().join("probe"));
+    let common_args = [
+        "train", "--arch", "resnet1d", "--width", "0.25", "--epochs", "1", "--batch", "32",
+        "--seed", "3", "--quiet",
+    ];
+    let mut args = common_args.to_vec();
+    args.extend(["--data", arg(&two), "--out", arg(&pretrained)]);
+    train_cli(&args);
+    let mut args = common_args.to_vec();
+    args.extend([
+        "--data",
+        arg(&four),
+        "--out",
+        arg(&probe),
+        "--encoder-from",
+        arg(&pretrained),
+        "--objective",
+        r#"{"kind":"classify","freeze_encoder":true}"#,
+    ]);
+    train_cli(&args);
+
+    let (_, before) = load_trained(&pretrained).expect("the pretrained run");
+    let (record, after) = load_trained(&probe).expect("the probe run");
+    assert_eq!(record.model.num_classes, 4);
+    let init = record.init.expect("the warm start is recorded");
+    assert!(init.encoder_only);
+    assert_eq!(init.run, pretrained);
+    // The encoder is the pretrained one, unchanged by the probe's training; the head is new.
+    let mut dataset = Dataset::open(&four).unwrap();
+    let windows = dataset.read_windows(0, 8).unwrap();
+    let mut x = Vec::new();
+    let mut ws = specwatch::dsp::repr::ReprWorkspace::new();
+    for w in windows.chunks_exact(128) {
+        let mut w = w.to_vec();
+        record.train.prep.normalization.apply(&mut w);
+        record
+            .train
+            .prep
+            .representation
+            .write(&w, 1, &mut ws, &mut x)
+            .unwrap();
+    }
+    let input = Tensor::<3>::from_data(TensorData::new(x, [8, 2, 128]), &Device::flex());
+    let e_before: Vec<f32> = before
+        .embedding(input.clone())
+        .into_data()
+        .try_into_vec()
+        .unwrap();
+    let e_after: Vec<f32> = after
+        .embedding(input.clone())
+        .into_data()
+        .try_into_vec()
+        .unwrap();
+    assert_eq!(e_before, e_after, "the frozen encoder changed");
+    assert_eq!(after.forward(input).dims(), [8, 4]);
+    // Classes that differ are refused for a whole-model warm start, named.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(common_args)
+        .args([
+            "--data",
+            arg(&four),
+            "--out",
+            arg(&tmp.path().join("whole")),
+        ])
+        .args(["--init-from", arg(&pretrained)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("classes"), "{err}");
+}

@@ -174,6 +174,13 @@ impl Architecture for Cldnn {
             &onnx_layers::linear(&self.dense2, "dense2")?,
         )
     }
+
+    fn with_head_of(self, fresh: Self) -> Self {
+        Self {
+            dense2: fresh.dense2,
+            ..self
+        }
+    }
 }
 
 #[cfg(test)]

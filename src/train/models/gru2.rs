@@ -117,6 +117,13 @@ impl Architecture for Gru2 {
             &onnx_layers::linear(&self.dense, "dense")?,
         )
     }
+
+    fn with_head_of(self, fresh: Self) -> Self {
+        Self {
+            dense: fresh.dense,
+            ..self
+        }
+    }
 }
 
 #[cfg(test)]

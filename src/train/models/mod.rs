@@ -179,6 +179,11 @@ pub trait Architecture: Module + Debug + Sized {
     /// Writes [`Self::classify`] into `g`, reading an embedding value; returns the logits'.
     fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError>;
 
+    /// This model's embedding layers with `fresh`'s classifier head (a model of the same
+    /// architecture and options, built for other classes): a pretrained encoder under a new
+    /// head.
+    fn with_head_of(self, fresh: Self) -> Self;
+
     /// Class logits of windows: the head on the embedding.
     fn forward(&self, x: Tensor<3>) -> Tensor<2> {
         self.classify(self.embedding(x))
@@ -342,6 +347,15 @@ macro_rules! registry {
                 }
             )+
             Err(unknown(arch))
+        }
+
+        /// `encoder`'s embedding layers under `fresh`'s classifier head
+        /// ([`Architecture::with_head_of`]); `None` for models of two architectures.
+        pub fn with_head_of(encoder: Model, fresh: Model) -> Option<Model> {
+            match (encoder, fresh) {
+                $((Model::$variant(e), Model::$variant(f)) => Some(Model::$variant(e.with_head_of(f))),)+
+                _ => None,
+            }
         }
 
         /// `trained`, built for `from`, carried into `fresh`, built for `to` (the same

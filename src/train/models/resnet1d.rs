@@ -411,6 +411,13 @@ impl Architecture for ResNet1d {
         )
     }
 
+    fn with_head_of(self, fresh: Self) -> Self {
+        Self {
+            classifier: fresh.classifier,
+            ..self
+        }
+    }
+
     /// A model made deeper and/or given amplitude rows computes what `trained` did: the added
     /// blocks start as the identity ([`ResNet1d::deepened`]), the stem's weights for the
     /// amplitude rows at 0 ([`ResNet1d::with_amplitude_rows`]). Depth never shrinks and

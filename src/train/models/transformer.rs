@@ -263,6 +263,13 @@ impl Architecture for Transformer {
             &onnx_layers::linear(&self.head, "head")?,
         )
     }
+
+    fn with_head_of(self, fresh: Self) -> Self {
+        Self {
+            head: fresh.head,
+            ..self
+        }
+    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,13 @@ impl Architecture for VtCnn2 {
             &onnx_layers::linear(&self.dense2, "dense2")?,
         )
     }
+
+    fn with_head_of(self, fresh: Self) -> Self {
+        Self {
+            dense2: fresh.dense2,
+            ..self
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! Loss ([`ClassLoss`]): cross-entropy (the baselines), or focal loss
 //! `−α_y (1 − p_y)^γ log p_y` (Lin et al. 2017; CAIC-Net) — [`crate::train::losses`].
 //! Accuracy: the highest logit is the target class. Validation runs a [`Module::valid`] copy
-//! (dropout off, batch-norm on its running statistics).
+//! (dropout off, batch-norm on its running statistics). With `freeze_encoder` only the
+//! classifier head trains, on the embeddings of the encoder in evaluation mode: a linear probe.
 //!
 //! Checkpoint (`checkpoint/`): `model.bpk` and `optim.bpk`, as runs have always written them,
 //! so runs of earlier versions resume.
@@ -74,11 +75,37 @@ pub struct Classify {
     model: Model,
     optim: ModuleOptimizer,
     loss: ClassLoss,
+    /// The encoder in evaluation mode, when it is frozen (its weights never change, so one
+    /// copy serves every step).
+    frozen: Option<Model>,
 }
 
 impl Classify {
-    pub fn new(model: Model, optim: ModuleOptimizer, loss: ClassLoss) -> Self {
-        Self { model, optim, loss }
+    pub fn new(
+        model: Model,
+        optim: ModuleOptimizer,
+        loss: ClassLoss,
+        freeze_encoder: bool,
+    ) -> Self {
+        let frozen = freeze_encoder.then(|| model.valid());
+        Self {
+            model,
+            optim,
+            loss,
+            frozen,
+        }
+    }
+
+    /// Class logits of a training batch: through the frozen encoder's embedding when there is
+    /// one (no gradient reaches the encoder, and its batch-norm statistics stay as they are).
+    fn train_logits(&self, x: Tensor<3>) -> Tensor<2> {
+        match &self.frozen {
+            Some(encoder) => {
+                let embedding = encoder.embedding(x.inner());
+                self.model.classify(Tensor::from_inner(embedding))
+            }
+            None => self.model.forward(x),
+        }
     }
 }
 
@@ -97,7 +124,7 @@ pub fn hits(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
 impl Objective for Classify {
     fn step(&mut self, batch: Batch, lr: f64) -> Result<Figures, TrainError> {
         let windows = batch.len();
-        let logits = self.model.forward(batch.inputs); // [B, num_classes]
+        let logits = self.train_logits(batch.inputs); // [B, num_classes]
         let loss = self.loss.loss(logits.clone(), batch.targets.clone())?; // [1]
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optim.step(lr, self.model.clone(), grads);
@@ -143,6 +170,9 @@ impl Objective for Classify {
 
     fn load(&mut self, dir: &Path) -> Result<(), TrainError> {
         self.model = load_model(self.model.clone(), &dir.join("model.bpk"))?;
+        if self.frozen.is_some() {
+            self.frozen = Some(self.model.valid());
+        }
         let path = dir.join("optim.bpk");
         self.optim = self
             .optim

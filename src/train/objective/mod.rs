@@ -99,6 +99,10 @@ pub enum ObjectiveConfig {
         /// The loss on the class logits.
         #[serde(default)]
         loss: classify::ClassLoss,
+        /// Train the classifier head alone on a frozen encoder (evaluation mode, no gradient):
+        /// a linear probe of an encoder taken with `--encoder-from`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        freeze_encoder: bool,
     },
     /// The class with the angle of arrival and/or an SNR input ([`multitask`]).
     Multitask {
@@ -138,6 +142,7 @@ impl Default for ObjectiveConfig {
     fn default() -> Self {
         ObjectiveConfig::Classify {
             loss: classify::ClassLoss::CrossEntropy,
+            freeze_encoder: false,
         }
     }
 }
@@ -146,7 +151,7 @@ impl ObjectiveConfig {
     /// Checks the settings; errors name the setting.
     pub fn check(&self) -> Result<(), TrainError> {
         match self {
-            ObjectiveConfig::Classify { loss } => loss.check(),
+            ObjectiveConfig::Classify { loss, .. } => loss.check(),
             ObjectiveConfig::Multitask {
                 loss,
                 angles,
@@ -213,10 +218,14 @@ impl ObjectiveConfig {
     ) -> Result<Box<dyn Objective>, TrainError> {
         self.check()?;
         Ok(match self {
-            ObjectiveConfig::Classify { loss } => Box::new(classify::Classify::new(
+            ObjectiveConfig::Classify {
+                loss,
+                freeze_encoder,
+            } => Box::new(classify::Classify::new(
                 model,
                 optimizer.init(),
                 loss.clone(),
+                *freeze_encoder,
             )),
             ObjectiveConfig::Multitask {
                 loss,
