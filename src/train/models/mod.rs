@@ -3,7 +3,7 @@
 //! Adding an architecture: a file here with its `#[derive(Module)]` struct implementing
 //! [`Architecture`] (its name, its own options, how it is built, its embedding, its classifier
 //! head, and the same computation written with [`crate::onnx::ops`]), and one line in the
-//! [`registry!`] invocation below. Everything else — the CLI's `--arch` and `--arch-opt`, run
+//! `registry!` invocation below. Everything else — the CLI's `--arch` and `--arch-opt`, run
 //! configs, model cards, export, warm starts, the parity tests that iterate over
 //! [`ARCHITECTURES`] — follows from that line.
 //!
@@ -27,13 +27,8 @@
 //! objectives that need features (contrastive pretraining, probes, prototypes) take them from
 //! any architecture.
 
-pub mod cldnn;
-pub mod gru2;
 pub mod onnx_layers;
 pub mod onnx_weights;
-pub mod resnet1d;
-pub mod transformer;
-pub mod vtcnn2;
 
 use std::fmt::Debug;
 
@@ -266,10 +261,13 @@ fn grow_one<A: Architecture>(
     A::grow(trained, &typed(from)?, fresh, &typed(to)?, to)
 }
 
-/// The registry: one line per architecture, `Variant => module::Type`. It makes [`Model`] (an
-/// enum of them all), [`ARCHITECTURES`], and the functions that dispatch on the name.
+/// The registry: one line per architecture, `Variant => module::Type`. It declares the
+/// architecture's module (its file), and makes [`Model`] (an enum of them all),
+/// [`ARCHITECTURES`], and the functions that dispatch on the name.
 macro_rules! registry {
     ($($variant:ident => $module:ident :: $ty:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+
         /// Architecture names [`build`] knows, in registry order.
         pub const ARCHITECTURES: &[&str] = &[$(<$module::$ty as Architecture>::NAME),+];
 
