@@ -24,9 +24,11 @@
 //! - [`flowgraph`]: the FutureSDR blocks (sources, framer, gate, inference, sink) and the
 //!   [`flowgraph::Station`] built from a config.
 //! - [`daemon`]: what the `specwatch` commands do — `run`, `check`, `replay`, `devices`.
-//! - `train` (feature `train`): burn models, dataset → batches, the training loop and run folders,
-//!   export of a run to an ONNX model and its card, evaluation of exported models through
-//!   `infer` (accuracy per SNR and class, confusion, PNG report).
+//! - `train` (feature `train`): burn models (a registry of architectures with options of their
+//!   own), datasets → batches (in memory or streamed, augmented), the run shell and its
+//!   objectives, export of a run to an ONNX model and its card from the model's declared
+//!   interface, evaluation of exported models through `infer` (accuracy per SNR and class,
+//!   confusion, angle error beside MUSIC and the CRB, PNG report).
 //!
 //! # Data flow
 //! ```text
@@ -35,12 +37,13 @@
 //! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ infer::Model
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model
-//! iq::dataset ──▶ train::data (dsp normalise, repr) ──▶ train::fit ──▶ run folder (weights, metrics)
+//! iq::dataset ──▶ train::source ──▶ train::data (augment, dsp normalise + repr) ──▶ train::fit
+//!             (run shell) ──▶ train::objective ──▶ run folder (weights, metrics)
 //! config ──▶ flowgraph::Station: source ──▶ framer ──▶ gate ──▶ inference (workers) ──▶ sink
 //! detections ──▶ store::DetectionWriter ──▶ SQLite ──▶ api (/detections, /detections/stream)
 //! every part ──▶ telemetry::Metrics ──▶ api (/metrics)
 //! models/<name> + iq::dataset ──▶ infer::Model ──▶ train::eval ──▶ report (JSON, Markdown, PNG)
-//! run folder ──▶ train::export (Model::to_onnx + card, test split through infer::Model) ──▶ models/
+//! run folder ──▶ train::export (interface → graph + card, test split through infer::Model) ──▶ models/
 //! ```
 
 pub mod api;

@@ -121,7 +121,8 @@ struct EvalArgs {
     /// The dataset folder.
     #[arg(long)]
     data: PathBuf,
-    /// Also write a report folder: eval.json, report.md, accuracy_vs_snr.png, confusion.png.
+    /// Also write a report folder: eval.json, report.md, accuracy_vs_snr.png and confusion.png
+    /// (models with a class output), mae_vs_snr.png (models with angle outputs).
     #[arg(long)]
     report: Option<PathBuf>,
     /// Print exactly one JSON object on stdout instead of the tables.

@@ -1,14 +1,18 @@
 //! Native training of the station's models with burn (pure-Rust `flex` CPU backend + autodiff).
 //!
-//! - [`data`]: a dataset folder → model input through the one `dsp` preprocessing path
-//!   (normalisation, representation), a split stratified by class and SNR (`split.json`), and
-//!   batches as burn tensors `[B, 2C, L]`.
-//! - [`models`]: the architectures, one file each, and the registry [`models::build`].
+//! - [`data`]: a dataset folder → batches: raw windows (from memory or streamed from disk),
+//!   perhaps augmented, through the one `dsp` preprocessing path (normalisation,
+//!   representation) into burn tensors `[B, 2C, L]` with the windows' classes, true and
+//!   estimated SNRs and angles; a split stratified by class and SNR (`split.json`).
+//! - [`models`]: the architectures, one file each and one registry line, each with options of
+//!   its own, an embedding and a classifier head.
 //! - [`fit`]: the run shell — the run folder, a cosine schedule, validation each epoch, early
 //!   stopping, checkpoints and `--resume`, warm starts from an earlier run or an exported model
 //!   (`--init-from`) — handing each batch to the run's objective.
-//! - [`objective`]: what a run optimises, one file each (supervised classification with
-//!   cross-entropy or focal loss); an objective owns its models, optimisers and step.
+//! - [`objective`]: what a run optimises, one file each — classification (cross-entropy or
+//!   focal loss, optionally a linear probe of a frozen encoder) and multi-task class + angles
+//!   with an optional SNR input; an objective owns its models, optimisers and step, and says
+//!   what the run exports.
 //! - [`losses`], [`mlp`]: loss terms the objectives share (focal, InfoNCE in-batch and queued,
 //!   supervised contrastive, angle regression, EMA, the WGAN-GP gradient penalty) and the MLP.
 //! - [`source`], [`sampler`], [`augment`]: where raw windows come from (memory, streamed from
@@ -16,24 +20,28 @@
 //! - [`interface`]: a trained model's inputs and outputs, declared once; it drives the exported
 //!   graph, the model card and the export's parity check on every output.
 //! - [`export`]: a run folder → `models/<name>.onnx` + `models/<name>.json` (the model card),
-//!   with the test split's accuracy measured by running the exported graph through
-//!   [`crate::infer::Model`], the daemon's own code path.
+//!   written from the model's declared interface, with the test split's accuracy (and angle
+//!   error) measured by running the exported graph through [`crate::infer::Model`], the
+//!   daemon's own code path, and every output checked against burn.
 //! - [`eval`]: an exported model (card + ONNX) on a dataset folder through the daemon's
 //!   [`crate::infer::Model`]: accuracy overall, per SNR and per class, the confusion matrix,
-//!   classes matched by name; JSON, a text table and a report folder.
+//!   classes matched by name; for angle outputs the azimuth/elevation error beside MUSIC and the
+//!   Cramér–Rao bound; JSON, a text table and a report folder.
 //! - [`compose`]: a base classifier and a specialist in some of its classes → one model whose
 //!   graph runs both (the base's probability of those classes split by the product of both
 //!   models' opinions), checked against its components and measured on a fresh set.
 //! - [`plot`]: the report's PNG charts (own raster drawing, embedded font).
 //!
 //! ```text
-//! dataset folder ──▶ data::prepare ──▶ Split::stratified ──▶ fit ──▶ RUN_DIR/{config.json,
-//!                    (dsp normalise + repr)                         metrics.jsonl, split.json,
-//!                                                                   best.bpk, checkpoint/}
-//! RUN_DIR ──▶ export ──▶ models/<name>.onnx + models/<name>.json (card with test metrics)
+//! dataset folder ──▶ source (memory | stream) ──▶ sampler ──▶ augment ──▶ data::Batcher
+//!                    Split::stratified              (dsp normalise + repr) ──▶ Batch
+//! Batch ──▶ fit (run shell) ──▶ objective::step ──▶ RUN_DIR/{config.json, metrics.jsonl,
+//!                                                   split.json, best.bpk, checkpoint/}
+//! RUN_DIR ──▶ export (interface: graph + card) ──▶ models/<name>.onnx + models/<name>.json
 //! models/<name>.{json,onnx} ──▶ models::onnx_weights (weights read back) ──▶ fit (--init-from)
 //! models/NAME.{json,onnx} + dataset folder ──▶ eval ──▶ REPORT_DIR/{eval.json, report.md,
-//!                                                       accuracy_vs_snr.png, confusion.png}
+//!                                                       accuracy_vs_snr.png, confusion.png,
+//!                                                       mae_vs_snr.png}
 //! models/BASE + SPECIALIST (+ fresh dataset) ──▶ compose ──▶ models/<name>.onnx + .json
 //! ```
 
