@@ -55,6 +55,38 @@ enum Command {
     /// graph runs both: the base's probability of those classes split by both models' opinions.
     #[cfg(feature = "train")]
     Compose(ComposeArgs),
+    /// Fit heads (prototype, k-NN, linear) on a trained encoder's features of a dataset, over
+    /// repeated draws of N labelled windows per class and SNR: test accuracy, mean ± sd.
+    #[cfg(feature = "train")]
+    Probe(ProbeArgs),
+}
+
+#[cfg(feature = "train")]
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// The encoder's run folder (its best weights; the classifier head is not used).
+    #[arg(long)]
+    encoder: PathBuf,
+    /// The dataset folder (its classes may differ from the encoder's).
+    #[arg(long)]
+    data: PathBuf,
+    /// Heads, comma-separated: prototype, knn, linear [default: all three].
+    #[arg(long, value_delimiter = ',')]
+    heads: Option<Vec<String>>,
+    /// Neighbours that vote in the k-NN head.
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// Labelled windows per class and SNR cell of the training split [default: all of it].
+    #[arg(long, value_name = "N")]
+    labelled_per_cell: Option<usize>,
+    /// Draws of the labelled windows (seeds --seed, --seed + 1, …).
+    #[arg(long, default_value_t = 1)]
+    repeats: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[cfg(feature = "train")]
@@ -372,6 +404,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval(args),
         #[cfg(feature = "train")]
         Command::Compose(args) => compose(args),
+        #[cfg(feature = "train")]
+        Command::Probe(args) => probe(args),
     }
 }
 
@@ -745,6 +779,41 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(feature = "train")]
+fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    use specwatch::train::probe::{ProbeHead, ProbeOptions, probe, render};
+
+    let heads = match &args.heads {
+        Some(names) => names
+            .iter()
+            .map(|n| ProbeHead::parse(n.trim()))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![ProbeHead::Prototype, ProbeHead::Knn, ProbeHead::Linear],
+    };
+    let options = ProbeOptions {
+        encoder: args.encoder.clone(),
+        data: args.data.clone(),
+        heads,
+        k: args.k,
+        labelled_per_cell: args.labelled_per_cell,
+        repeats: args.repeats,
+        seed: args.seed,
+        split: Default::default(),
+    };
+    let report = probe(&options).with_context(|| {
+        format!(
+            "probing the encoder of {} on {}",
+            args.encoder.display(),
+            args.data.display()
+        )
+    })?;
+    if args.json {
+        write_stdout(&(serde_json::to_string(&report)? + "\n"))
+    } else {
+        write_stdout(&render(&report))
+    }
 }
 
 #[cfg(feature = "train")]

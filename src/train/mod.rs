@@ -19,6 +19,8 @@
 //!   disk, generated), which windows a step sees, and seeded augmentations of raw IQ.
 //! - [`interface`]: a trained model's inputs and outputs, declared once; it drives the exported
 //!   graph, the model card and the export's parity check on every output.
+//! - [`probe`]: heads fitted on a trained encoder's cached features in seconds (prototype,
+//!   k-NN, linear), over repeated draws of N labelled windows per class and SNR: mean ± sd.
 //! - [`export`]: a run folder → `models/<name>.onnx` + `models/<name>.json` (the model card),
 //!   written from the model's declared interface, with the test split's accuracy (and angle
 //!   error) measured by running the exported graph through [`crate::infer::Model`], the
@@ -57,6 +59,7 @@ pub mod mlp;
 pub mod models;
 pub mod objective;
 pub mod plot;
+pub mod probe;
 pub mod sampler;
 pub mod source;
 

@@ -401,3 +401,109 @@ fn a_pretrained_encoder_under_a_fresh_head_is_probed_without_changing_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("classes"), "{err}");
 }
+
+#[test]
+fn heads_probed_on_cached_features_report_mean_and_sd_over_repeats() {
+    let tmp = common::scratch();
+    let (two, four) = (tmp.path().join("two"), tmp.path().join("four"));
+    for (dir, classes) in [(&two, "BPSK,QAM16"), (&four, "BPSK,QPSK,QAM16,QAM64")] {
+        train_cli(&[
+            "gen",
+            "--recipe",
+            "rml2016a",
+            "--classes",
+            classes,
+            "--per-class-snr",
+            "24",
+            "--snr",
+            "10:18:8",
+            "--seed",
+            "6",
+            "--out",
+            arg(dir),
+        ]);
+    }
+    let encoder = tmp.path().join("encoder");
+    train_cli(&[
+        "train",
+        "--arch",
+        "resnet1d",
+        "--width",
+        "0.25",
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--seed",
+        "3",
+        "--quiet",
+        "--data",
+        arg(&two),
+        "--out",
+        arg(&encoder),
+    ]);
+    let probe = |data: &Path, extra: &[&str]| -> Value {
+        let out = Command::new(common::bin("specwatch-train"))
+            .args([
+                "probe",
+                "--encoder",
+                arg(&encoder),
+                "--data",
+                arg(data),
+                "--json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let few = ["--labelled-per-cell", "3", "--repeats", "3", "--seed", "7"];
+    let report = probe(&four, &few);
+    assert_eq!(report["encoders_split"], false);
+    // 4 classes × 2 SNRs × 3 labelled windows.
+    assert_eq!(report["labelled_windows"], 24);
+    let heads = report["heads"].as_array().unwrap();
+    let names: Vec<&str> = heads.iter().map(|h| h["head"].as_str().unwrap()).collect();
+    assert_eq!(names, ["prototype", "knn", "linear"]);
+    for h in heads {
+        let accs: Vec<f64> = h["accuracies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(accs.len(), 3);
+        assert!(accs.iter().all(|a| (0.0..=1.0).contains(a)), "{h}");
+        let mean = accs.iter().sum::<f64>() / 3.0;
+        assert!((h["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{h}");
+        let sd = (accs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        assert!((h["sd"].as_f64().unwrap() - sd).abs() < 1e-12, "{h}");
+        assert_eq!(h["mean_by_snr"].as_object().unwrap().len(), 2, "{h}");
+    }
+    // The same seed draws the same labelled windows: the same figures.
+    assert_eq!(probe(&four, &few), report);
+    // On the encoder's own dataset its own split is used, so no window it trained on is tested.
+    let own = probe(&two, &["--heads", "prototype"]);
+    assert_eq!(own["encoders_split"], true);
+    let split: Value =
+        serde_json::from_str(&std::fs::read_to_string(encoder.join("split.json")).unwrap())
+            .unwrap();
+    assert_eq!(own["test_windows"], split["test"].as_array().unwrap().len());
+    assert_eq!(
+        own["labelled_windows"],
+        split["train"].as_array().unwrap().len()
+    );
+    // A head the tool does not know is refused by name.
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(["probe", "--encoder", arg(&encoder), "--data", arg(&four)])
+        .args(["--heads", "svm"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'svm'"));
+}
