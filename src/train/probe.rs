@@ -170,8 +170,7 @@ pub fn probe(options: &ProbeOptions) -> Result<ProbeReport, TrainError> {
             )
         })
         .collect();
-    let mut per_head: Vec<(Vec<f64>, BTreeMap<String, (f64, usize)>)> =
-        vec![(Vec::new(), BTreeMap::new()); options.heads.len()];
+    let mut per_head: Vec<Tally> = vec![Tally::default(); options.heads.len()];
     let mut labelled_windows = 0;
     for r in 0..options.repeats {
         let seed = options.seed.wrapping_add(r as u64);
@@ -195,9 +194,9 @@ pub fn probe(options: &ProbeOptions) -> Result<ProbeReport, TrainError> {
                 e.0 += usize::from(hit);
                 e.1 += 1;
             }
-            per_head[h].0.push(hits as f64 / test.len() as f64);
+            per_head[h].accuracies.push(hits as f64 / test.len() as f64);
             for (point, (hit, n)) in by_snr {
-                let e = per_head[h].1.entry(point).or_default();
+                let e = per_head[h].by_snr.entry(point).or_default();
                 e.0 += hit as f64 / n as f64;
                 e.1 += 1;
             }
@@ -207,7 +206,7 @@ pub fn probe(options: &ProbeOptions) -> Result<ProbeReport, TrainError> {
         .heads
         .iter()
         .zip(per_head)
-        .map(|(head, (accuracies, by_snr))| {
+        .map(|(head, Tally { accuracies, by_snr })| {
             let (mean, sd) = mean_sd(&accuracies);
             HeadReport {
                 head: *head,
@@ -234,6 +233,17 @@ pub fn probe(options: &ProbeOptions) -> Result<ProbeReport, TrainError> {
         heads,
     })
 }
+
+/// One head's test accuracy per repeat, and per SNR point the sum of the repeats' accuracies
+/// and their count.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    accuracies: Vec<f64>,
+    by_snr: BTreeMap<String, (f64, usize)>,
+}
+
+/// A fitted head: the class it predicts for a normalised embedding.
+type Predictor<'a> = Box<dyn Fn(&[f32]) -> usize + 'a>;
 
 fn nearest(grid: &[f32], snr: f32) -> f32 {
     let cell = sampler::snr_cell(grid, snr);
@@ -273,7 +283,7 @@ fn fit_head<'a>(
     classes: usize,
     dim: usize,
     k: usize,
-) -> Box<dyn Fn(&[f32]) -> usize + 'a> {
+) -> Predictor<'a> {
     match head {
         ProbeHead::Prototype => {
             let mut sums = vec![vec![0.0f32; dim]; classes];
