@@ -234,8 +234,8 @@ pub fn train_command(config: &TrainConfig) -> String {
     parts.join(" ")
 }
 
-/// Loads the run's trained model (`best.bpk`) on the CPU, as a validation copy.
-pub fn load_trained(run_dir: &Path) -> Result<(RunRecord, Model), TrainError> {
+/// The run's record and the path of its best weights, refusing a folder without either.
+fn trained_run(run_dir: &Path) -> Result<(RunRecord, PathBuf), TrainError> {
     let config_path = run_dir.join(CONFIG_FILE);
     if !config_path.is_file() {
         return Err(run_err(
@@ -254,7 +254,13 @@ pub fn load_trained(run_dir: &Path) -> Result<(RunRecord, Model), TrainError> {
             ),
         ));
     }
-    let record = RunRecord::load(run_dir)?;
+    Ok((RunRecord::load(run_dir)?, weights))
+}
+
+/// Loads the run's trained architecture (`best.bpk` of a `classify` run; other objectives'
+/// runs: [`load_servable`]) on the CPU, as a validation copy.
+pub fn load_trained(run_dir: &Path) -> Result<(RunRecord, Model), TrainError> {
+    let (record, weights) = trained_run(run_dir)?;
     let device = Device::flex();
     let model = models::build(&record.train.arch, &record.model, &device)?
         .try_load_file(&weights)
@@ -271,25 +277,7 @@ pub fn load_trained(run_dir: &Path) -> Result<(RunRecord, Model), TrainError> {
 /// Loads the run's exported model (`best.bpk`) as its objective trains it, on the CPU, in
 /// evaluation mode, with its interface.
 pub fn load_servable(run_dir: &Path) -> Result<(RunRecord, Box<dyn Servable>), TrainError> {
-    let config_path = run_dir.join(CONFIG_FILE);
-    if !config_path.is_file() {
-        return Err(run_err(
-            run_dir,
-            format!(
-                "has no {CONFIG_FILE}; expected the folder `specwatch-train train --out` wrote"
-            ),
-        ));
-    }
-    let weights = run_dir.join(BEST_FILE);
-    if !weights.is_file() {
-        return Err(run_err(
-            run_dir,
-            format!(
-                "has no {BEST_FILE}; the run has not finished an epoch yet (train at least one)"
-            ),
-        ));
-    }
-    let record = RunRecord::load(run_dir)?;
+    let (record, weights) = trained_run(run_dir)?;
     let device = Device::flex();
     let model = models::build(&record.train.arch, &record.model, &device)?;
     let cx = BuildContext {

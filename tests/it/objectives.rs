@@ -5,7 +5,7 @@
 //! through the daemon's `infer::Model` and through onnxruntime (Python), at batch 1 and above —
 //! and replayed by `specwatch replay`, whose detections carry the model's angles.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -308,13 +308,12 @@ fn a_multitask_objective_without_angles_in_the_data_is_refused_by_name() {
     );
 }
 
-#[test]
-fn a_pretrained_encoder_under_a_fresh_head_is_probed_without_changing_it() {
-    use specwatch::train::export::load_trained;
-    let tmp = common::scratch();
-    let (two, four) = (tmp.path().join("two"), tmp.path().join("four"));
-    for (dir, classes) in [(&two, "BPSK,QAM16"), (&four, "BPSK,QPSK,QAM16,QAM64")] {
-        train_cli(&[
+/// Two rml2016a sets made with `seed`: BPSK/QAM16, and BPSK/QPSK/QAM16/QAM64 (24 windows of
+/// each class at 10 and 18 dB).
+fn two_and_four_classes(dir: &Path, seed: &str) -> (PathBuf, PathBuf) {
+    let (two, four) = (dir.join("two"), dir.join("four"));
+    for (out, classes) in [(&two, "BPSK,QAM16"), (&four, "BPSK,QPSK,QAM16,QAM64")] {
+        let args = [
             "gen",
             "--recipe",
             "rml2016a",
@@ -325,11 +324,20 @@ fn a_pretrained_encoder_under_a_fresh_head_is_probed_without_changing_it() {
             "--snr",
             "10:18:8",
             "--seed",
-            "4",
+            seed,
             "--out",
-            arg(dir),
-        ]);
+            arg(out),
+        ];
+        train_cli(&args);
     }
+    (two, four)
+}
+
+#[test]
+fn a_pretrained_encoder_under_a_fresh_head_is_probed_without_changing_it() {
+    use specwatch::train::export::load_trained;
+    let tmp = common::scratch();
+    let (two, four) = two_and_four_classes(tmp.path(), "4");
     let (pretrained, probe) = (tmp.path().join("pretrained"), tmp.path().join("probe"));
     let common_args = [
         "train", "--arch", "resnet1d", "--width", "0.25", "--epochs", "1", "--batch", "32",
@@ -405,24 +413,7 @@ fn a_pretrained_encoder_under_a_fresh_head_is_probed_without_changing_it() {
 #[test]
 fn heads_probed_on_cached_features_report_mean_and_sd_over_repeats() {
     let tmp = common::scratch();
-    let (two, four) = (tmp.path().join("two"), tmp.path().join("four"));
-    for (dir, classes) in [(&two, "BPSK,QAM16"), (&four, "BPSK,QPSK,QAM16,QAM64")] {
-        train_cli(&[
-            "gen",
-            "--recipe",
-            "rml2016a",
-            "--classes",
-            classes,
-            "--per-class-snr",
-            "24",
-            "--snr",
-            "10:18:8",
-            "--seed",
-            "6",
-            "--out",
-            arg(dir),
-        ]);
-    }
+    let (two, four) = two_and_four_classes(tmp.path(), "6");
     let encoder = tmp.path().join("encoder");
     train_cli(&[
         "train",

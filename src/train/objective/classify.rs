@@ -17,7 +17,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{Figures, Objective, load_model, save_model};
+use super::{Figures, Objective, load_checkpoint, save_checkpoint, save_model};
 use crate::train::TrainError;
 use crate::train::data::Batch;
 use crate::train::losses;
@@ -160,28 +160,14 @@ impl Objective for Classify {
     }
 
     fn save(&self, dir: &Path) -> Result<(), TrainError> {
-        save_model(&self.model, &dir.join("model.bpk"))?;
-        let path = dir.join("optim.bpk");
-        self.optim.save(&path).map_err(|e| TrainError::Record {
-            path,
-            message: e.to_string(),
-        })
+        save_checkpoint(&self.model, &self.optim, dir)
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), TrainError> {
-        self.model = load_model(self.model.clone(), &dir.join("model.bpk"))?;
+        (self.model, self.optim) = load_checkpoint(self.model.clone(), self.optim.clone(), dir)?;
         if self.frozen.is_some() {
             self.frozen = Some(self.model.valid());
         }
-        let path = dir.join("optim.bpk");
-        self.optim = self
-            .optim
-            .clone()
-            .load(&path)
-            .map_err(|e| TrainError::Record {
-                path,
-                message: e.to_string(),
-            })?;
         Ok(())
     }
 }

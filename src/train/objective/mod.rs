@@ -282,7 +282,7 @@ impl ObjectiveConfig {
                 let fresh =
                     self.multitask_model(model, cx.spec, *angles, snr_input.is_some(), cx.device);
                 Box::new(multitask::ServedMultitask::new(
-                    multitask::load(fresh, best)?.valid(),
+                    load_model(fresh, best)?.valid(),
                     interface,
                 ))
             }
@@ -378,7 +378,7 @@ impl OptimizerConfig {
 }
 
 /// Saves `model`'s weights to `path` (burnpack).
-pub(crate) fn save_model(model: &Model, path: &Path) -> Result<(), TrainError> {
+pub(crate) fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
     model
         .clone()
         .save_file(path)
@@ -389,9 +389,38 @@ pub(crate) fn save_model(model: &Model, path: &Path) -> Result<(), TrainError> {
 }
 
 /// Loads weights saved by [`save_model`] into `model`.
-pub(crate) fn load_model(model: Model, path: &Path) -> Result<Model, TrainError> {
+pub(crate) fn load_model<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
     model.try_load_file(path).map_err(|e| TrainError::Record {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// Writes a one-model objective's checkpoint into `dir`: `model.bpk` and `optim.bpk`.
+pub(crate) fn save_checkpoint<M: Module>(
+    model: &M,
+    optim: &ModuleOptimizer,
+    dir: &Path,
+) -> Result<(), TrainError> {
+    save_model(model, &dir.join("model.bpk"))?;
+    let path = dir.join("optim.bpk");
+    optim.save(&path).map_err(|e| TrainError::Record {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Reads what [`save_checkpoint`] wrote into `dir`.
+pub(crate) fn load_checkpoint<M: Module>(
+    model: M,
+    optim: ModuleOptimizer,
+    dir: &Path,
+) -> Result<(M, ModuleOptimizer), TrainError> {
+    let model = load_model(model, &dir.join("model.bpk"))?;
+    let path = dir.join("optim.bpk");
+    let optim = optim.load(&path).map_err(|e| TrainError::Record {
+        path,
+        message: e.to_string(),
+    })?;
+    Ok((model, optim))
 }

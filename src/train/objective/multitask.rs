@@ -28,7 +28,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::classify::{ClassLoss, hits};
-use super::{Figures, Objective};
+use super::{Figures, Objective, load_checkpoint, save_checkpoint, save_model};
 use crate::infer::card::OutputKind;
 use crate::onnx::{GraphBuilder, OnnxError, ops};
 use crate::train::TrainError;
@@ -254,47 +254,15 @@ impl Objective for Multitask {
     }
 
     fn save_best(&self, path: &Path) -> Result<(), TrainError> {
-        save(&self.model.valid(), path)
+        save_model(&self.model.valid(), path)
     }
 
     fn save(&self, dir: &Path) -> Result<(), TrainError> {
-        save(&self.model, &dir.join("model.bpk"))?;
-        let path = dir.join("optim.bpk");
-        self.optim.save(&path).map_err(|e| TrainError::Record {
-            path,
-            message: e.to_string(),
-        })
+        save_checkpoint(&self.model, &self.optim, dir)
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), TrainError> {
-        self.model = load(self.model.clone(), &dir.join("model.bpk"))?;
-        let path = dir.join("optim.bpk");
-        self.optim = self
-            .optim
-            .clone()
-            .load(&path)
-            .map_err(|e| TrainError::Record {
-                path,
-                message: e.to_string(),
-            })?;
+        (self.model, self.optim) = load_checkpoint(self.model.clone(), self.optim.clone(), dir)?;
         Ok(())
     }
-}
-
-fn save(model: &MultitaskModel, path: &Path) -> Result<(), TrainError> {
-    model
-        .clone()
-        .save_file(path)
-        .map_err(|e| TrainError::Record {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
-}
-
-/// Loads weights [`Objective::save_best`] or [`Objective::save`] wrote into `model`.
-pub fn load(model: MultitaskModel, path: &Path) -> Result<MultitaskModel, TrainError> {
-    model.try_load_file(path).map_err(|e| TrainError::Record {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
