@@ -1,26 +1,31 @@
 //! A run folder → a servable model: `models/<name>.onnx` and its card `models/<name>.json`.
 //!
 //! ```text
-//! RUN_DIR/config.json + best.bpk ──▶ models::build + load ──▶ Model::to_onnx ──▶ <name>.onnx
-//! dataset manifest, PrepOptions, classes, training summary ───────────────────▶ <name>.json
+//! RUN_DIR/config.json + best.bpk ──▶ objective's servable model ──▶ Servable::to_onnx ──▶ <name>.onnx
+//! its Interface (task, inputs, extra inputs, outputs), dataset manifest, PrepOptions, classes,
+//!   training summary ─────────────────────────────────────────────────────────────▶ <name>.json
 //! RUN_DIR/split.json test windows ──▶ infer::Model (ONNX Runtime, the daemon's path) ──▶ metrics
 //! ```
 //!
-//! The card states the input exactly as the model was trained — `iq` `[N, 2C, L]`, the
-//! normalisation and representation of the run's [`PrepOptions`](super::data::PrepOptions) —
-//! the classes in output order, the dataset (folder name and manifest SHA-256), how the model
-//! was trained (architecture, epochs, best epoch, learning rate, batch, seed, training
-//! throughput, the equivalent `specwatch-train train` command, its resumes and the run it was
-//! warm-started from) and its accuracy on the run's
-//! test split, overall and per SNR, measured by running the exported graph through
-//! [`crate::infer::Model`] on the raw test windows: what the card promises is what the daemon
-//! gets.
+//! The model is what the run's objective trained ([`super::objective::ObjectiveConfig::servable`])
+//! and its [`Interface`](super::interface::Interface) writes the graph's inputs and outputs and the
+//! card's: the input exactly as the model was trained — `iq` `[N, 2C, L]`, the normalisation and
+//! representation of the run's [`PrepOptions`](super::data::PrepOptions) — and an `snr_db` input
+//! when it takes one; its outputs (`logits`, `azimuth`, `elevation`); the classes in output
+//! order, the dataset (folder name and manifest SHA-256), how the model was trained
+//! (architecture and its options, objective, optimiser, augmentations, sampling, epochs, best
+//! epoch, learning rate, batch, seed, training throughput, the equivalent `specwatch-train
+//! train` command, its resumes and the run it was warm-started from) and its figures on the
+//! run's test split — accuracy overall and per SNR, angle error — measured by running the
+//! exported graph through [`crate::infer::Model`] on the raw test windows, as the daemon would
+//! (its own SNR estimate for an `snr_db` input): what the card promises is what the daemon gets.
 //!
 //! Before anything is put in place the export checks that the graph computes what the trained
-//! burn model computes (max |logit difference| on the first test batch ≤
-//! [`PARITY_TOLERANCE`]) and that the card loads with [`crate::infer::Model::load`] (the graph
-//! signature check). Files are written under a temporary name beside their destination and
-//! renamed into place at the end, so a failed export leaves no half-made model.
+//! burn model computes — every declared output, max |difference| on the first test batch ≤
+//! [`PARITY_TOLERANCE`], both fed the windows' true SNR — and that the card loads with
+//! [`crate::infer::Model::load`] (the graph signature check). Files are written under a
+//! temporary name beside their destination and renamed into place at the end, so a failed export
+//! leaves no half-made model.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

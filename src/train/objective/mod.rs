@@ -19,7 +19,7 @@
 //!   SNR as a second input.
 //!
 //! What a run exports is the objective's too ([`ObjectiveConfig::servable`]): a model with its
-//! [`Interface`](super::interface::Interface), which drives the graph, the card and the
+//! [`Interface`], which drives the graph, the card and the
 //! export's parity check.
 
 pub mod classify;
