@@ -22,8 +22,8 @@
 //! # Weightless helpers
 //! Elementwise arithmetic ([`add`], [`sub`], [`mul`], [`div`], [`pow`], [`maximum`], …,
 //! broadcasting against constants made by [`scalar`] or [`GraphBuilder::initializer`]), unary
-//! functions ([`exp`], [`log`], [`sin`], [`cos`], [`sqrt`], …), shapes ([`slice`], [`split`],
-//! [`concat`], [`reshape`], …), reductions ([`reduce_mean`], [`reduce_max`], [`reduce_sum`]) and
+//! functions ([`exp`], [`log`], [`sin`], [`cos`], [`sqrt`], …), shapes ([`slice()`], [`split`],
+//! [`concat()`], [`reshape`], …), reductions ([`reduce_mean`], [`reduce_max`], [`reduce_sum`]) and
 //! per-window routing ([`less`], [`greater`], [`where_`], [`cast`]) take value names only and
 //! name their output after their first input. Opset 17 decides the operator forms: `Slice`'s and
 //! `Split`'s bounds and sizes and `ReduceSum`'s axes are int64 inputs, `ReduceMean`'s and

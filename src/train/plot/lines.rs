@@ -4,7 +4,7 @@
 //! (MAE against SNR with MUSIC and the Cramér–Rao bound) are both drawn by [`render`].
 //!
 //! - **Axes.** x spans the points of every curve, padded by 3 % each side (±5 around a single
-//!   x value), with round ticks ([`nice_step`]). A linear y axis is given its range and tick step
+//!   x value), with round ticks (`nice_step`). A linear y axis is given its range and tick step
 //!   (labels multiplied by `label_scale`, so fractions can read as percent). A log y axis spans
 //!   whole decades around the positive points: decades are labelled and gridded, the 2…9
 //!   multiples are faint grid lines (labelled 2 and 5 too when the chart spans at most two
