@@ -81,6 +81,8 @@ pub struct Batcher {
     pub window_len: usize,
     ws: ReprWorkspace,
     snr_estimates: bool,
+    /// Further representations each batch carries, with their rows.
+    domains: Vec<(Representation, usize)>,
 }
 
 impl Batcher {
@@ -115,6 +117,7 @@ impl Batcher {
             window_len: len,
             ws: ReprWorkspace::new(),
             snr_estimates: false,
+            domains: Vec::new(),
         })
     }
 
@@ -149,6 +152,21 @@ impl Batcher {
     /// costs an estimate per window).
     pub fn set_snr_estimates(&mut self, on: bool) {
         self.snr_estimates = on;
+    }
+
+    /// Representations each batch also carries ([`Batch::domains`]), every one written from the
+    /// same normalised window by the one `dsp` path; errors name a representation the windows
+    /// cannot take.
+    pub fn set_domains(&mut self, domains: &[Representation]) -> Result<(), TrainError> {
+        let channels = self.source.channels();
+        self.domains = domains
+            .iter()
+            .map(|r| {
+                r.check_len(self.window_len)?;
+                Ok((*r, r.shape(channels, self.window_len)[0]))
+            })
+            .collect::<Result<_, TrainError>>()?;
+        Ok(())
     }
 
     /// The raw windows `indices`, in that order.
@@ -208,13 +226,24 @@ impl Batcher {
             Tensor::from_data(TensorData::new(estimates, [b]), device)
         });
         let mut x = Vec::with_capacity(b * self.rows * self.window_len);
+        let mut domains: Vec<Vec<f32>> = vec![Vec::new(); self.domains.len()];
         for k in 0..b {
             let window = raw.window_mut(k);
             self.options.normalization.apply(window);
             self.options
                 .representation
                 .write(window, channels, &mut self.ws, &mut x)?;
+            for ((representation, _), out) in self.domains.iter().zip(&mut domains) {
+                representation.write(window, channels, &mut self.ws, out)?;
+            }
         }
+        let domains = domains
+            .into_iter()
+            .zip(&self.domains)
+            .map(|(values, (_, rows))| {
+                Tensor::from_data(TensorData::new(values, [b, *rows, self.window_len]), device)
+            })
+            .collect();
         let angles_deg = raw.angles_deg.map(|angles| {
             let flat: Vec<f32> = angles.into_iter().flatten().collect();
             Tensor::from_data(TensorData::new(flat, [b, 2]), device)
@@ -226,6 +255,7 @@ impl Batcher {
             snr_estimate_db,
             angles_deg,
             views: Vec::new(),
+            domains,
         })
     }
 }
@@ -247,6 +277,10 @@ pub struct Batch {
     /// Further augmented views of the same windows `[B, rows, L]` each (view 1, 2, …; `inputs`
     /// is view 0), for objectives that compare views of one window.
     pub views: Vec<Tensor<3>>,
+    /// The same windows (view 0) in further representations, `[B, rows_d, L]` each, in the
+    /// order asked for ([`Batcher::set_domains`]): objectives that see several domains of one
+    /// window.
+    pub domains: Vec<Tensor<3>>,
 }
 
 impl Batch {
@@ -563,6 +597,30 @@ mod tests {
         let x: Vec<f32> = b.inputs.into_data().try_into_vec().unwrap();
         let norm = (36.0f32 + 49.0).sqrt();
         assert!((x[0] - 6.0 / norm).abs() < 1e-6 && (x[1] - 7.0 / norm).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_batch_carries_further_domains_each_as_its_own_batcher_would_write_it() {
+        let device = Device::flex();
+        let domains = [Representation::AmpPhase, Representation::InstFreq];
+        let mut batcher = Batcher::new(Box::new(prepared(2)), PrepOptions::default()).unwrap();
+        batcher.set_domains(&domains).unwrap();
+        let batch = batcher.batch(&[3, 0, 5], &device).unwrap();
+        assert_eq!(batch.domains.len(), 2);
+        for (domain, representation) in batch.domains.into_iter().zip(domains) {
+            let alone = PrepOptions {
+                representation,
+                ..PrepOptions::default()
+            };
+            let mut own = Batcher::new(Box::new(prepared(2)), alone).unwrap();
+            let want = own.batch(&[3, 0, 5], &device).unwrap().inputs;
+            assert_eq!(domain.dims(), want.dims(), "{representation:?}");
+            let (got, want): (Vec<f32>, Vec<f32>) = (
+                domain.into_data().try_into_vec().unwrap(),
+                want.into_data().try_into_vec().unwrap(),
+            );
+            assert_eq!(got, want, "{representation:?}");
+        }
     }
 
     #[test]

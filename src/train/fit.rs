@@ -477,6 +477,7 @@ pub fn fit(
         weight_decay: config.weight_decay,
     };
     data.set_snr_estimates(config.objective.needs_snr_estimate());
+    data.set_domains(&config.objective.domains())?;
     let cx = BuildContext {
         spec: &spec,
         prep: config.prep,

@@ -197,6 +197,14 @@ impl ObjectiveConfig {
         }
     }
 
+    /// Representations of each window the objective sees beside the run's own
+    /// ([`crate::train::data::Batch::domains`]).
+    pub fn domains(&self) -> Vec<crate::dsp::repr::Representation> {
+        match self {
+            ObjectiveConfig::Classify { .. } | ObjectiveConfig::Multitask { .. } => Vec::new(),
+        }
+    }
+
     /// Whether batches must carry the daemon's SNR estimate of each window.
     pub fn needs_snr_estimate(&self) -> bool {
         matches!(
