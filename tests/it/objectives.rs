@@ -498,3 +498,73 @@ fn heads_probed_on_cached_features_report_mean_and_sd_over_repeats() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("'svm'"));
 }
+
+/// Every float tensor a module visits, in its order (parameters and running statistics).
+struct Tensors(Vec<Vec<f32>>);
+
+impl burn::module::ModuleVisitor for Tensors {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        self.0.push(param.val().into_data().try_into_vec().unwrap());
+    }
+}
+
+#[test]
+fn the_encoder_trains_at_its_own_multiple_of_the_heads_learning_rate() {
+    use burn::module::Module;
+    use specwatch::train::export::load_trained;
+    let tmp = common::scratch();
+    let (two, four) = two_and_four_classes(tmp.path(), "8");
+    let base = [
+        "train", "--arch", "resnet1d", "--width", "0.25", "--epochs", "1", "--batch", "32",
+        "--seed", "3", "--quiet",
+    ];
+    let pretrained = tmp.path().join("pretrained");
+    let mut args = base.to_vec();
+    args.extend(["--data", arg(&two), "--out", arg(&pretrained)]);
+    train_cli(&args);
+    let first_weights = |run: &Path| {
+        let (_, model) = load_trained(run).unwrap();
+        let mut t = Tensors(Vec::new());
+        model.visit(&mut t);
+        t.0.into_iter().next().expect("a first parameter")
+    };
+    let mut runs = Vec::new();
+    for (name, objective) in [
+        ("still", r#"{"kind":"classify","encoder_lr_scale":0}"#),
+        ("moving", r#"{"kind":"classify","encoder_lr_scale":1}"#),
+    ] {
+        let run = tmp.path().join(name);
+        let mut args = base.to_vec();
+        args.extend([
+            "--data",
+            arg(&four),
+            "--out",
+            arg(&run),
+            "--encoder-from",
+            arg(&pretrained),
+            "--objective",
+            objective,
+        ]);
+        train_cli(&args);
+        runs.push(run);
+    }
+    // At a scale of 0 the encoder's first convolution is the pretrained one, to the bit; at 1
+    // it trained with the head.
+    assert_eq!(first_weights(&runs[0]), first_weights(&pretrained));
+    assert_ne!(first_weights(&runs[1]), first_weights(&pretrained));
+    let card: Value =
+        serde_json::from_str(&std::fs::read_to_string(runs[0].join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(card["train"]["objective"]["encoder_lr_scale"], 0.0);
+    let out = Command::new(common::bin("specwatch-train"))
+        .args(base)
+        .args(["--data", arg(&four), "--out", arg(&tmp.path().join("bad"))])
+        .args([
+            "--objective",
+            r#"{"kind":"classify","encoder_lr_scale":-1}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("encoder_lr_scale"));
+}

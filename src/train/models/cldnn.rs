@@ -31,7 +31,7 @@ use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Architecture, ModelSpec, onnx_layers};
+use super::{Architecture, ModelSpec, ParamGroup, onnx_layers};
 use crate::onnx::{GraphBuilder, OnnxError, ops};
 use crate::train::TrainError;
 
@@ -173,6 +173,10 @@ impl Architecture for Cldnn {
             embedding,
             &onnx_layers::linear(&self.dense2, "dense2")?,
         )
+    }
+
+    fn head_params(&self) -> ParamGroup {
+        ParamGroup::ids_from_module(self.dense2.clone())
     }
 
     fn with_head_of(self, fresh: Self) -> Self {

@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Architecture, ModelSpec, onnx_layers};
+use super::{Architecture, ModelSpec, ParamGroup, onnx_layers};
 use crate::onnx::{GraphBuilder, OnnxError, ops};
 use crate::train::TrainError;
 
@@ -116,6 +116,10 @@ impl Architecture for Gru2 {
             embedding,
             &onnx_layers::linear(&self.dense, "dense")?,
         )
+    }
+
+    fn head_params(&self) -> ParamGroup {
+        ParamGroup::ids_from_module(self.dense.clone())
     }
 
     fn with_head_of(self, fresh: Self) -> Self {

@@ -33,6 +33,7 @@ pub mod onnx_weights;
 use std::fmt::Debug;
 
 use burn::module::Module;
+pub use burn::module::ParamGroup;
 use burn::tensor::{Device, Tensor};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -174,6 +175,10 @@ pub trait Architecture: Module + Debug + Sized {
     /// Writes [`Self::classify`] into `g`, reading an embedding value; returns the logits'.
     fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError>;
 
+    /// The parameters of the classifier head (the rest is the encoder): for learning rates
+    /// of their own.
+    fn head_params(&self) -> ParamGroup;
+
     /// This model's embedding layers with `fresh`'s classifier head (a model of the same
     /// architecture and options, built for other classes): a pretrained encoder under a new
     /// head.
@@ -289,6 +294,13 @@ macro_rules! registry {
             pub fn embedding(&self, x: Tensor<3>) -> Tensor<2> {
                 match self {
                     $(Model::$variant(m) => m.embedding(x)),+
+                }
+            }
+
+            /// The parameters of the classifier head ([`Architecture::head_params`]).
+            pub fn head_params(&self) -> ParamGroup {
+                match self {
+                    $(Model::$variant(m) => m.head_params()),+
                 }
             }
 

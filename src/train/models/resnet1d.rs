@@ -52,7 +52,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Architecture, ModelSpec, onnx_layers};
+use super::{Architecture, ModelSpec, ParamGroup, onnx_layers};
 use crate::dsp::repr::Representation;
 use crate::onnx::ops::{self, PoolOptions};
 use crate::onnx::{GraphBuilder, OnnxError};
@@ -409,6 +409,10 @@ impl Architecture for ResNet1d {
             embedding,
             &onnx_layers::linear(&self.classifier, "classifier")?,
         )
+    }
+
+    fn head_params(&self) -> ParamGroup {
+        ParamGroup::ids_from_module(self.classifier.clone())
     }
 
     fn with_head_of(self, fresh: Self) -> Self {

@@ -37,7 +37,7 @@ use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Architecture, ModelSpec, onnx_layers};
+use super::{Architecture, ModelSpec, ParamGroup, onnx_layers};
 use crate::onnx::proto::AttributeProto;
 use crate::onnx::{GraphBuilder, OnnxError, ops};
 use crate::train::TrainError;
@@ -262,6 +262,10 @@ impl Architecture for Transformer {
             embedding,
             &onnx_layers::linear(&self.head, "head")?,
         )
+    }
+
+    fn head_params(&self) -> ParamGroup {
+        ParamGroup::ids_from_module(self.head.clone())
     }
 
     fn with_head_of(self, fresh: Self) -> Self {

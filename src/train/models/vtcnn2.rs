@@ -25,7 +25,7 @@ use burn::tensor::{Device, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Architecture, ModelSpec, onnx_layers};
+use super::{Architecture, ModelSpec, ParamGroup, onnx_layers};
 use crate::onnx::{GraphBuilder, OnnxError, ops};
 use crate::train::TrainError;
 
@@ -149,6 +149,10 @@ impl Architecture for VtCnn2 {
             embedding,
             &onnx_layers::linear(&self.dense2, "dense2")?,
         )
+    }
+
+    fn head_params(&self) -> ParamGroup {
+        ParamGroup::ids_from_module(self.dense2.clone())
     }
 
     fn with_head_of(self, fresh: Self) -> Self {

@@ -5,6 +5,8 @@
 //! Accuracy: the highest logit is the target class. Validation runs a [`Module::valid`] copy
 //! (dropout off, batch-norm on its running statistics). With `freeze_encoder` only the
 //! classifier head trains, on the embeddings of the encoder in evaluation mode: a linear probe.
+//! With `encoder_lr_scale` the encoder trains at that multiple of the head's learning rate
+//! (fine-tuning a pretrained encoder gently under a fresh head).
 //!
 //! Checkpoint (`checkpoint/`): `model.bpk` and `optim.bpk`, as runs have always written them,
 //! so runs of earlier versions resume.
@@ -13,6 +15,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -21,7 +24,7 @@ use super::{Figures, Objective, load_checkpoint, save_checkpoint, save_model};
 use crate::train::TrainError;
 use crate::train::data::Batch;
 use crate::train::losses;
-use crate::train::models::Model;
+use crate::train::models::{Model, ParamGroup};
 
 /// The loss on the class logits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -78,6 +81,9 @@ pub struct Classify {
     /// The encoder in evaluation mode, when it is frozen (its weights never change, so one
     /// copy serves every step).
     frozen: Option<Model>,
+    /// The encoder's learning rate as a multiple of the head's (1: one rate for all).
+    encoder_lr_scale: f64,
+    head: ParamGroup,
 }
 
 impl Classify {
@@ -86,14 +92,28 @@ impl Classify {
         optim: ModuleOptimizer,
         loss: ClassLoss,
         freeze_encoder: bool,
+        encoder_lr_scale: f64,
     ) -> Self {
         let frozen = freeze_encoder.then(|| model.valid());
+        let head = model.head_params();
         Self {
             model,
             optim,
             loss,
             frozen,
+            encoder_lr_scale,
+            head,
         }
+    }
+
+    /// The learning rates of a step: `lr` for the head, `lr × encoder_lr_scale` for the rest.
+    fn rates(&self, lr: f64) -> ModuleLearningRate {
+        if self.encoder_lr_scale == 1.0 {
+            return lr.into();
+        }
+        ModuleLrScheduler::new(lr * self.encoder_lr_scale)
+            .with_group(self.head.clone(), lr)
+            .step()
     }
 
     /// Class logits of a training batch: through the frozen encoder's embedding when there is
@@ -127,7 +147,7 @@ impl Objective for Classify {
         let logits = self.train_logits(batch.inputs); // [B, num_classes]
         let loss = self.loss.loss(logits.clone(), batch.targets.clone())?; // [1]
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.model = self.optim.step(self.rates(lr), self.model.clone(), grads);
         let loss: f32 = loss.into_scalar();
         Ok(Figures {
             loss_sum: f64::from(loss) * windows as f64,

@@ -103,6 +103,9 @@ pub enum ObjectiveConfig {
         /// a linear probe of an encoder taken with `--encoder-from`.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         freeze_encoder: bool,
+        /// The encoder's learning rate as a multiple of the head's (the schedule's rate).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        encoder_lr_scale: f64,
     },
     /// The class with the angle of arrival and/or an SNR input ([`multitask`]).
     Multitask {
@@ -125,6 +128,14 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
 /// The angle loss's default weight: 1° of mean absolute error weighs what 0.02 nats of
 /// cross-entropy do, so neither task drowns the other at the start of training.
 fn default_angle_weight() -> f64 {
@@ -143,6 +154,7 @@ impl Default for ObjectiveConfig {
         ObjectiveConfig::Classify {
             loss: classify::ClassLoss::CrossEntropy,
             freeze_encoder: false,
+            encoder_lr_scale: 1.0,
         }
     }
 }
@@ -151,7 +163,22 @@ impl ObjectiveConfig {
     /// Checks the settings; errors name the setting.
     pub fn check(&self) -> Result<(), TrainError> {
         match self {
-            ObjectiveConfig::Classify { loss, .. } => loss.check(),
+            ObjectiveConfig::Classify {
+                loss,
+                encoder_lr_scale,
+                ..
+            } => {
+                if !(encoder_lr_scale.is_finite() && *encoder_lr_scale >= 0.0) {
+                    return Err(TrainError::param(
+                        "objective",
+                        format!(
+                            "encoder_lr_scale is {encoder_lr_scale}; expected a finite \
+                             multiple ≥ 0 of the head's learning rate"
+                        ),
+                    ));
+                }
+                loss.check()
+            }
             ObjectiveConfig::Multitask {
                 loss,
                 angles,
@@ -229,11 +256,13 @@ impl ObjectiveConfig {
             ObjectiveConfig::Classify {
                 loss,
                 freeze_encoder,
+                encoder_lr_scale,
             } => Box::new(classify::Classify::new(
                 model,
                 optimizer.init(),
                 loss.clone(),
                 *freeze_encoder,
+                *encoder_lr_scale,
             )),
             ObjectiveConfig::Multitask {
                 loss,
