@@ -89,24 +89,13 @@ impl Batcher {
     /// Opens the dataset folder `dir` (its manifest checked by [`crate::iq::dataset::Dataset::open`]) to serve its
     /// windows (or the first `options.max_windows`) preprocessed as `options` says.
     pub fn open(dir: &Path, options: PrepOptions) -> Result<Self, TrainError> {
-        if options.max_windows == Some(0) {
-            return Err(TrainError::param(
-                "max-windows",
-                "is 0; expected at least 1 window",
-            ));
-        }
+        // Every source refuses a `max_windows` of 0 and a dataset without windows.
         let source = source::open(dir, options.residency, options.max_windows)?;
         Self::new(source, options)
     }
 
     /// Serves the windows of `source`, preprocessed as `options` says.
     pub fn new(source: Box<dyn WindowSource>, options: PrepOptions) -> Result<Self, TrainError> {
-        if source.is_empty() {
-            return Err(TrainError::Run {
-                dir: source.dir().to_path_buf(),
-                problem: "the dataset holds no windows".into(),
-            });
-        }
         let len = source.window_len();
         options.representation.check_len(len)?;
         let [rows, _] = options.representation.shape(source.channels(), len);

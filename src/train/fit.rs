@@ -297,18 +297,14 @@ pub struct ResumeRecord {
 
 impl RunRecord {
     /// Reads `RUN_DIR/config.json`, as written by this or an earlier version (resnet1d's
-    /// `depth` and `amplitude_rows`, once fields of the settings, are read as its options).
+    /// `depth` and `amplitude_rows`, once fields of the settings and of the model spec, are read
+    /// as its options).
     pub fn load(run_dir: &Path) -> Result<Self, TrainError> {
         let path = run_dir.join(CONFIG_FILE);
         let mut value: serde_json::Value = read_json(&path)?;
-        if let Some(train) = value.get_mut("train").and_then(|t| t.as_object_mut()) {
-            let depth = train.remove("depth").and_then(|v| v.as_u64());
-            let amplitude_rows = train.remove("amplitude_rows").and_then(|v| v.as_bool());
-            let options = train
-                .entry("arch_options")
-                .or_insert_with(|| serde_json::Value::Object(ArchOptions::new()));
-            if let Some(options) = options.as_object_mut() {
-                models::fold_legacy_options(options, depth.map(|d| d as usize), amplitude_rows);
+        for (part, key) in [("train", "arch_options"), ("model", "options")] {
+            if let Some(record) = value.get_mut(part).and_then(|t| t.as_object_mut()) {
+                models::migrate_legacy_options(record, key);
             }
         }
         serde_json::from_value(value).map_err(|source| TrainError::Json { path, source })
@@ -1157,6 +1153,37 @@ mod tests {
         assert!((c.lr_at(50, 100) - (1e-5 + 0.5 * (1e-3 - 1e-5))).abs() < 1e-12);
         assert!((c.lr_at(100, 100) - 1e-5).abs() < 1e-15);
         assert!(c.lr_at(30, 100) > c.lr_at(31, 100));
+    }
+
+    #[test]
+    fn a_config_written_before_architecture_options_reads_into_them() {
+        // A run folder's config.json as the version before options wrote it, with resnet1d's
+        // depth and amplitude rows changed from their published values.
+        let old = r#"{"specwatch_version": "0.1.0", "train": {"arch": "resnet1d", "data": "ds",
+            "prep": {"normalization": "unit_rms", "representation": "iq", "max_windows": null},
+            "split": {"train": 0.7, "val": 0.15, "test": 0.15}, "epochs": 3, "batch_size": 256,
+            "lr": 0.001, "min_lr": 0.0, "weight_decay": 0.0, "dropout": 0.5, "width": 0.5,
+            "depth": 2, "amplitude_rows": true, "patience": 5, "seed": 3},
+            "model": {"num_classes": 11, "rows": 2, "window_len": 128, "dropout": 0.5,
+            "width": 0.5, "depth": 2, "amplitude_rows": true},
+            "dataset": {"dir": "ds", "manifest_digest": "d", "classes": [], "channels": 1,
+            "window_len": 128, "windows": 4400}}"#;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), old).unwrap();
+        let record = RunRecord::load(dir.path()).unwrap();
+        for options in [&record.train.arch_options, &record.model.options] {
+            assert_eq!(options["depth"], serde_json::Value::from(2));
+            assert_eq!(options["amplitude_rows"], serde_json::Value::Bool(true));
+        }
+        assert_eq!(record.train.objective, ObjectiveConfig::default());
+        assert_eq!(record.train.prep.residency, Default::default());
+        // The published values need no entry.
+        let published = old
+            .replace("\"depth\": 2", "\"depth\": 1")
+            .replace("true", "false");
+        std::fs::write(dir.path().join(CONFIG_FILE), published).unwrap();
+        let record = RunRecord::load(dir.path()).unwrap();
+        assert!(record.train.arch_options.is_empty() && record.model.options.is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use specwatch::infer::card::{ExtraKind, ModelCard, OutputKind, Task};
 use specwatch::infer::{ExecutionPreference, Model as Served, RuntimeOptions};
 use specwatch::iq::C32;
 use specwatch::iq::dataset::Dataset;
+use specwatch::train::data::PrepOptions;
 use specwatch::train::export::load_servable;
 
 use crate::common;
@@ -35,22 +36,31 @@ fn arg(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// burn's outputs for the first `n` windows of `data`, fed `snr`.
-fn burn_outputs(run: &Path, windows: &[C32], n: usize, snr: &[f32]) -> Vec<Vec<f32>> {
-    let (record, model) = load_servable(run).expect("load the run");
-    let (channels, len) = (record.dataset.channels, record.dataset.window_len);
+/// The first `n` raw windows as model input `[n, rows, len]`, through the daemon's `dsp` path.
+fn model_input(
+    prep: &PrepOptions,
+    windows: &[C32],
+    channels: usize,
+    len: usize,
+    n: usize,
+) -> Vec<f32> {
     let mut x = Vec::new();
     let mut ws = specwatch::dsp::repr::ReprWorkspace::new();
     for w in windows.chunks_exact(channels * len).take(n) {
         let mut w = w.to_vec();
-        record.train.prep.normalization.apply(&mut w);
-        record
-            .train
-            .prep
-            .representation
+        prep.normalization.apply(&mut w);
+        prep.representation
             .write(&w, channels, &mut ws, &mut x)
             .unwrap();
     }
+    x
+}
+
+/// burn's outputs for the first `n` windows of `data`, fed `snr`.
+fn burn_outputs(run: &Path, windows: &[C32], n: usize, snr: &[f32]) -> Vec<Vec<f32>> {
+    let (record, model) = load_servable(run).expect("load the run");
+    let (channels, len) = (record.dataset.channels, record.dataset.window_len);
+    let x = model_input(&record.train.prep, windows, channels, len, n);
     let device = Device::flex();
     let input = Tensor::<3>::from_data(TensorData::new(x, [n, 2 * channels, len]), &device);
     let snr = Tensor::<1>::from_data(TensorData::new(snr[..n].to_vec(), [n]), &device);
@@ -171,16 +181,12 @@ fn a_multitask_model_with_an_snr_input_trains_exports_and_is_served_with_its_ang
     if let Some(py) = common::onnx_python() {
         let x_path = tmp.path().join("x.npy");
         let n = 3;
-        let mut x = Vec::new();
-        let mut ws = specwatch::dsp::repr::ReprWorkspace::new();
-        for w in windows.chunks_exact(4 * 1024).take(n) {
-            let mut w = w.to_vec();
-            card.inputs[0].normalization.apply(&mut w);
-            card.inputs[0]
-                .representation
-                .write(&w, 4, &mut ws, &mut x)
-                .unwrap();
-        }
+        let prep = PrepOptions {
+            normalization: card.inputs[0].normalization,
+            representation: card.inputs[0].representation,
+            ..PrepOptions::default()
+        };
+        let x = model_input(&prep, &windows, 4, 1024, n);
         specwatch::iq::npy::write_array(&x_path, &[n, 8, 1024], &x).unwrap();
         let script = r#"
 import sys, json, numpy as np, onnxruntime as ort
@@ -368,18 +374,7 @@ fn a_pretrained_encoder_under_a_fresh_head_is_probed_without_changing_it() {
     // The encoder is the pretrained one, unchanged by the probe's training; the head is new.
     let mut dataset = Dataset::open(&four).unwrap();
     let windows = dataset.read_windows(0, 8).unwrap();
-    let mut x = Vec::new();
-    let mut ws = specwatch::dsp::repr::ReprWorkspace::new();
-    for w in windows.chunks_exact(128) {
-        let mut w = w.to_vec();
-        record.train.prep.normalization.apply(&mut w);
-        record
-            .train
-            .prep
-            .representation
-            .write(&w, 1, &mut ws, &mut x)
-            .unwrap();
-    }
+    let x = model_input(&record.train.prep, &windows, 1, 128, 8);
     let input = Tensor::<3>::from_data(TensorData::new(x, [8, 2, 128]), &Device::flex());
     let e_before: Vec<f32> = before
         .embedding(input.clone())

@@ -802,6 +802,11 @@ fn the_objective_is_chosen_recorded_and_checked() {
             r#"{"kind":"classify","loss":{"name":"focal","gamma":2}}"#,
         ],
     );
+    assert_ne!(
+        learning_curve(&focal2),
+        learning_curve(&plain),
+        "focal loss with γ = 2 trained exactly as cross-entropy"
+    );
     let record = RunRecord::load(&focal2).unwrap();
     assert_eq!(
         serde_json::to_value(&record.train.objective).unwrap(),
@@ -861,12 +866,16 @@ fn the_optimizer_is_chosen_recorded_and_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("ds");
     write_two_class_dataset(&data);
+    let adam = tmp.path().join("adam");
+    train_alone(&data, &adam, &[]);
     for (name, arg) in [
         ("sgd", r#"{"name":"sgd","momentum":0.9,"nesterov":true}"#),
         ("lamb", "lamb"),
     ] {
         let run = tmp.path().join(name);
         train_alone(&data, &run, &["--optimizer", arg]);
+        // The same run but for the optimiser: the updates, and so the losses, differ.
+        assert_ne!(learning_curve(&run)[0], learning_curve(&adam)[0], "{name}");
         let record = RunRecord::load(&run).unwrap();
         let json = serde_json::to_value(record.train.optimizer).unwrap();
         assert_eq!(json["name"], name);
@@ -961,6 +970,11 @@ fn label_budgets_and_balanced_sampling_are_run_settings() {
         &few,
         &["--labelled-per-cell", "8", "--sampling", "balanced"],
     );
+    // The same labelled windows visited in a shuffled order instead: other batches, other
+    // losses, the same 48 windows an epoch.
+    let few_shuffled = tmp.path().join("few_shuffled");
+    train_alone(&data, &few_shuffled, &["--labelled-per-cell", "8"]);
+    assert_ne!(learning_curve(&few), learning_curve(&few_shuffled));
     let record = RunRecord::load(&few).unwrap();
     assert_eq!(record.train.labelled_per_cell, Some(8));
     assert_eq!(
@@ -968,7 +982,11 @@ fn label_budgets_and_balanced_sampling_are_run_settings() {
         "balanced"
     );
     // 8 windows of each of 2 classes × 3 SNRs: each epoch's accuracy counts 48 windows.
-    for m in read_metrics(&few).unwrap() {
+    for m in read_metrics(&few)
+        .unwrap()
+        .into_iter()
+        .chain(read_metrics(&few_shuffled).unwrap())
+    {
         let hits = m.train_acc * 48.0;
         assert!((hits - hits.round()).abs() < 1e-9, "{m:?}");
     }

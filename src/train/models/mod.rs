@@ -57,7 +57,6 @@ pub type ArchOptions = Map<String, Value>;
 /// What every architecture is built from: the data's shape, the classes and the
 /// regularisation, a width multiplier for small test models, and the architecture's own options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "SpecRecord")]
 pub struct ModelSpec {
     pub num_classes: usize,
     /// Input rows `2C`.
@@ -72,43 +71,25 @@ pub struct ModelSpec {
     #[serde(default)]
     pub representation: Representation,
     /// The architecture's own options ([`Architecture::Options`]); absent keys take their
-    /// defaults.
+    /// defaults. (Records written before options existed: see [`migrate_legacy_options`].)
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub options: ArchOptions,
 }
 
-/// `config.json`'s `model` as written by any version: before architectures had options of their
-/// own, resnet1d's `depth` and `amplitude_rows` stood beside the shape.
-#[derive(Deserialize)]
-struct SpecRecord {
-    num_classes: usize,
-    rows: usize,
-    window_len: usize,
-    dropout: f64,
-    width: f64,
-    #[serde(default)]
-    representation: Representation,
-    #[serde(default)]
-    options: ArchOptions,
-    #[serde(default)]
-    depth: Option<usize>,
-    #[serde(default)]
-    amplitude_rows: Option<bool>,
-}
-
-impl From<SpecRecord> for ModelSpec {
-    fn from(r: SpecRecord) -> Self {
-        let mut options = r.options;
-        fold_legacy_options(&mut options, r.depth, r.amplitude_rows);
-        ModelSpec {
-            num_classes: r.num_classes,
-            rows: r.rows,
-            window_len: r.window_len,
-            dropout: r.dropout,
-            width: r.width,
-            representation: r.representation,
-            options,
-        }
+/// Moves resnet1d's `depth` and `amplitude_rows` — fields of their own in records written before
+/// architectures had options (a run's settings and its model spec) — out of `record` into its
+/// options object under `key`.
+pub fn migrate_legacy_options(record: &mut Map<String, Value>, key: &str) {
+    let depth = record
+        .remove("depth")
+        .and_then(|v| v.as_u64())
+        .map(|d| d as usize);
+    let amplitude_rows = record.remove("amplitude_rows").and_then(|v| v.as_bool());
+    let options = record
+        .entry(key)
+        .or_insert_with(|| Value::Object(ArchOptions::new()));
+    if let Some(options) = options.as_object_mut() {
+        fold_legacy_options(options, depth, amplitude_rows);
     }
 }
 
@@ -553,20 +534,5 @@ mod tests {
             assert_eq!(a, b, "{arch}");
             assert_eq!(a.len(), 6, "{arch}");
         }
-    }
-
-    #[test]
-    fn specs_written_before_options_existed_read_into_options() {
-        let old = r#"{"num_classes":11,"rows":2,"window_len":128,"dropout":0.5,"width":1.0,
-                      "depth":2,"amplitude_rows":true}"#;
-        let s: ModelSpec = serde_json::from_str(old).unwrap();
-        assert_eq!(s.options["depth"], Value::from(2));
-        assert_eq!(s.options["amplitude_rows"], Value::Bool(true));
-        let published = r#"{"num_classes":11,"rows":2,"window_len":128,"dropout":0.5,
-                            "width":1.0,"depth":1,"amplitude_rows":false}"#;
-        let s: ModelSpec = serde_json::from_str(published).unwrap();
-        assert!(s.options.is_empty());
-        let back: ModelSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
-        assert_eq!(back, s);
     }
 }

@@ -270,32 +270,19 @@ impl ObjectiveConfig {
                 angle_weight,
                 snr_input,
             } => Box::new(multitask::Multitask::new(
-                self.multitask_model(model, cx.spec, *angles, snr_input.is_some(), cx.device),
+                multitask::MultitaskModel::new(
+                    model,
+                    cx.spec,
+                    *angles,
+                    snr_input.is_some(),
+                    cx.device,
+                ),
                 optimizer.init(),
                 loss.clone(),
                 *angle_weight,
                 *snr_input,
             )),
         })
-    }
-
-    fn multitask_model(
-        &self,
-        model: Model,
-        spec: &ModelSpec,
-        angles: bool,
-        snr: bool,
-        device: &Device,
-    ) -> multitask::MultitaskModel {
-        multitask::MultitaskModel::new(
-            model,
-            spec.rows,
-            spec.window_len,
-            angles,
-            snr,
-            spec.num_classes,
-            device,
-        )
     }
 
     /// The exported model of a run of this objective: `model` (an architecture built for
@@ -316,8 +303,13 @@ impl ObjectiveConfig {
             ObjectiveConfig::Multitask {
                 angles, snr_input, ..
             } => {
-                let fresh =
-                    self.multitask_model(model, cx.spec, *angles, snr_input.is_some(), cx.device);
+                let fresh = multitask::MultitaskModel::new(
+                    model,
+                    cx.spec,
+                    *angles,
+                    snr_input.is_some(),
+                    cx.device,
+                );
                 Box::new(multitask::ServedMultitask::new(
                     load_model(fresh, best)?.valid(),
                     interface,

@@ -35,7 +35,7 @@ use crate::train::TrainError;
 use crate::train::data::Batch;
 use crate::train::interface::{AZIMUTH_OUTPUT, ELEVATION_OUTPUT, Interface, OutputDecl, Servable};
 use crate::train::losses;
-use crate::train::models::{Model, onnx_layers};
+use crate::train::models::{Model, ModelSpec, onnx_layers};
 
 /// Which SNR a model with an SNR input is trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,22 +59,15 @@ pub struct MultitaskModel {
 }
 
 impl MultitaskModel {
-    /// Heads for `encoder` (its embedding width measured on one window of `rows × len`).
-    pub fn new(
-        encoder: Model,
-        rows: usize,
-        len: usize,
-        angles: bool,
-        snr: bool,
-        num_classes: usize,
-        device: &Device,
-    ) -> Self {
-        let probe = Tensor::<3>::zeros([1, rows, len], &Device::flex());
+    /// Heads for `encoder`, an architecture built for `spec` (its embedding width measured on
+    /// one window).
+    pub fn new(encoder: Model, spec: &ModelSpec, angles: bool, snr: bool, device: &Device) -> Self {
+        let probe = Tensor::<3>::zeros([1, spec.rows, spec.window_len], &Device::flex());
         let width = encoder.valid().embedding(probe).dims()[1];
         Self {
             encoder,
             angles: angles.then(|| LinearConfig::new(width, 2).init(device)),
-            snr: snr.then(|| LinearConfig::new(1, num_classes).init(device)),
+            snr: snr.then(|| LinearConfig::new(1, spec.num_classes).init(device)),
         }
     }
 
