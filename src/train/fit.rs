@@ -53,7 +53,7 @@ use super::augment::Pipeline;
 use super::data::{Batcher, PrepOptions, Split, SplitFractions};
 use super::models::{self, ArchOptions, Model, ModelSpec};
 use super::objective::{
-    BuildContext, Figures, Objective, ObjectiveConfig, Optimizer, OptimizerConfig,
+    BuildContext, Figures, Objective, ObjectiveConfig, Optimizer, OptimizerConfig, StepAt,
 };
 use super::sampler;
 use super::{TrainError, read_json, write_json};
@@ -602,7 +602,14 @@ pub fn fit(
                 &device,
             )?;
             lr = config.lr_at(state.step, total_steps);
-            train.add(objective.step(batch, lr)?);
+            train.add(objective.step(
+                batch,
+                StepAt {
+                    lr,
+                    step: state.step,
+                    total_steps,
+                },
+            )?);
             state.step += 1;
             bar.inc(1);
             bar.set_message(format!(

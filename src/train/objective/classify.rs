@@ -20,7 +20,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{Figures, Objective, load_checkpoint, save_checkpoint, save_model};
+use super::{Figures, Objective, StepAt, load_checkpoint, save_checkpoint, save_model};
 use crate::train::TrainError;
 use crate::train::data::Batch;
 use crate::train::losses;
@@ -142,7 +142,8 @@ pub fn hits(logits: Tensor<2>, targets: Tensor<1, Int>) -> usize {
 }
 
 impl Objective for Classify {
-    fn step(&mut self, batch: Batch, lr: f64) -> Result<Figures, TrainError> {
+    fn step(&mut self, batch: Batch, at: StepAt) -> Result<Figures, TrainError> {
+        let lr = at.lr;
         let windows = batch.len();
         let logits = self.train_logits(batch.inputs); // [B, num_classes]
         let loss = self.loss.loss(logits.clone(), batch.targets.clone())?; // [1]

@@ -70,10 +70,29 @@ impl Figures {
     }
 }
 
+/// Where in its run a step is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepAt {
+    /// The learning rate the run's schedule gives this step.
+    pub lr: f64,
+    /// Steps taken before this one (over the whole run, resumes included).
+    pub step: u64,
+    /// Steps in the whole run (epochs × steps per epoch).
+    pub total_steps: u64,
+}
+
+impl StepAt {
+    /// The fraction of the run done before this step, in [0, 1].
+    pub fn progress(&self) -> f64 {
+        (self.step as f64 / self.total_steps.max(1) as f64).min(1.0)
+    }
+}
+
 /// A training objective (see the module documentation).
 pub trait Objective {
-    /// One optimisation step on `batch` (training mode) at learning rate `lr`.
-    fn step(&mut self, batch: Batch, lr: f64) -> Result<Figures, TrainError>;
+    /// One optimisation step on `batch` (training mode), at the point of the run `at` says
+    /// (the schedule's learning rate, and the step for objectives with schedules of their own).
+    fn step(&mut self, batch: Batch, at: StepAt) -> Result<Figures, TrainError>;
 
     /// Loss and accuracy over validation `batches`, in evaluation mode and without gradients.
     /// Its loss is what early stopping watches.

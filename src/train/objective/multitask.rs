@@ -28,7 +28,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::classify::{ClassLoss, hits};
-use super::{Figures, Objective, load_checkpoint, save_checkpoint, save_model};
+use super::{Figures, Objective, StepAt, load_checkpoint, save_checkpoint, save_model};
 use crate::infer::card::OutputKind;
 use crate::onnx::{GraphBuilder, OnnxError, ops};
 use crate::train::TrainError;
@@ -219,7 +219,8 @@ impl Multitask {
 }
 
 impl Objective for Multitask {
-    fn step(&mut self, batch: Batch, lr: f64) -> Result<Figures, TrainError> {
+    fn step(&mut self, batch: Batch, at: StepAt) -> Result<Figures, TrainError> {
+        let lr = at.lr;
         let (loss, correct, windows) = self.loss(&self.model, batch)?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optim.step(lr, self.model.clone(), grads);
