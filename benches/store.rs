@@ -65,6 +65,12 @@ fn detection(i: u64) -> Detection {
         snr_db: Some(((i * 31) % 40) as f32 - 10.0),
         azimuth_deg: Some(((i * 13) % 360) as f32 - 180.0),
         elevation_deg: Some(5.0),
+        // A learned model beside MUSIC: both bearings stored, as on the array station.
+        model_azimuth_deg: Some(((i * 13) % 360) as f32 - 180.0),
+        model_elevation_deg: Some(5.0),
+        doa_azimuth_deg: Some(((i * 13 + 3) % 360) as f32 - 180.0),
+        doa_elevation_deg: Some(4.0),
+        doa_method: Some("music".into()),
         windows: 1,
         observed_ns: now,
     }

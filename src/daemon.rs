@@ -364,7 +364,8 @@ pub fn replay(req: &ReplayRequest) -> anyhow::Result<ReplayOutcome> {
     })
 }
 
-/// One detection as a JSON object (the API's field names; `time` as RFC 3339).
+/// One detection as a JSON object (the API's field names, bearings included; `time` as
+/// RFC 3339).
 pub fn detection_json(d: &Detection) -> serde_json::Value {
     serde_json::json!({
         "time": format_rfc3339(d.time_ns),
@@ -383,6 +384,11 @@ pub fn detection_json(d: &Detection) -> serde_json::Value {
         "snr_db": d.snr_db,
         "azimuth_deg": d.azimuth_deg,
         "elevation_deg": d.elevation_deg,
+        "model_azimuth_deg": d.model_azimuth_deg,
+        "model_elevation_deg": d.model_elevation_deg,
+        "doa_azimuth_deg": d.doa_azimuth_deg,
+        "doa_elevation_deg": d.doa_elevation_deg,
+        "doa_method": d.doa_method,
         "windows": d.windows,
     })
 }
@@ -425,9 +431,19 @@ pub fn write_replay(
         return Ok(());
     }
     for d in &outcome.detections {
+        // The station's bearing, and the array estimator's beside it when the model gave its
+        // own (otherwise they are the same).
+        let doa = match (d.model_azimuth_deg, d.doa_azimuth_deg) {
+            (Some(_), Some(a)) => format!(
+                " ({} az {a:.1}° el {:.1}°)",
+                d.doa_method.as_deref().unwrap_or("doa"),
+                d.doa_elevation_deg.unwrap_or(0.0)
+            ),
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "{:>10} +{:<6} ch{:<2} {:<12} {:>5.1}%  SNR {:>6}  {}{}",
+            "{:>10} +{:<6} ch{:<2} {:<12} {:>5.1}%  SNR {:>6}  {}{}{doa}",
             d.sample_start,
             d.sample_count,
             d.channel,

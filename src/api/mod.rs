@@ -11,7 +11,12 @@
 //!
 //! A bad parameter is answered with 400 and `{"error": "...", "parameter": "name"}`; unknown
 //! parameter names are rejected too. Detections are serialised with the field names of
-//! [`Detection`](crate::store::Detection) plus `time`, the RFC 3339 form of `time_ns`.
+//! [`Detection`](crate::store::Detection) plus `time`, the RFC 3339 form of `time_ns`, by both
+//! routes; absent values are `null`. Among them the bearings, in degrees: `azimuth_deg` /
+//! `elevation_deg` (the station's: the model's when it gives angles, else the array
+//! estimator's), `model_azimuth_deg` / `model_elevation_deg` (the model's own angle outputs) and
+//! `doa_azimuth_deg` / `doa_elevation_deg` / `doa_method` (the array estimator of `[model.doa]`,
+//! e.g. `music`), so a client sees where the two estimators disagree.
 //! Server errors say what failed without the internals (the log has those).
 
 mod detections;

@@ -534,7 +534,8 @@ pub struct ModelConfig {
     pub min_confidence: f32,
     /// This model's gate (default: the `[gate]` section).
     pub gate: Option<GateConfig>,
-    /// Direction finding for multi-channel windows.
+    /// Direction finding for multi-channel windows: run on every window, also when the model
+    /// gives angles of its own, so detections carry both bearings (`doa_*` beside `model_*`).
     pub doa: Option<DoaConfig>,
 }
 

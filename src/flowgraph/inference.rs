@@ -16,6 +16,7 @@ use super::worker::{Bearing, Worker, WorkerMsg};
 use super::{Classified, Fault, Window};
 use crate::dsp::doa::{DoaEstimator, DoaMethod};
 use crate::infer::Model;
+use crate::infer::card::OutputKind;
 use crate::telemetry::Metrics;
 
 /// How the inference stage of one model is set up.
@@ -27,7 +28,8 @@ pub struct InferenceSettings {
     pub max_wait: Duration,
     /// Windows queued for the workers; beyond it new windows are dropped and counted.
     pub queue_capacity: usize,
-    /// Direction finding for multi-channel windows, when the model has an array.
+    /// Direction finding for multi-channel windows, when the model has an array: run on every
+    /// window, beside the model's own angles when it gives them.
     pub bearing: Option<(DoaEstimator, DoaMethod)>,
     /// Wait for queue space instead of dropping: for sources that can be held back (a replay
     /// or generator running as fast as possible), never for a live or paced stream.
@@ -112,6 +114,14 @@ impl Inference {
             estimator: Arc::new(e.clone()),
             method: *m,
         });
+        let model_gives_azimuth = sessions[0]
+            .card()
+            .outputs
+            .iter()
+            .any(|o| matches!(o.kind, OutputKind::Azimuth | OutputKind::AzimuthElevation));
+        if bearing.is_some() && model_gives_azimuth {
+            metrics.register_bearing_comparison(&model);
+        }
         let workers = sessions
             .into_iter()
             .enumerate()

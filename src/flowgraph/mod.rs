@@ -20,8 +20,10 @@
 //!   full the window is dropped and counted — the stream is never stalled. Workers batch by size
 //!   and wait ([`crate::infer::Batcher`]), preprocess through the card ([`crate::infer::Model`]),
 //!   estimate SNR ([`crate::dsp::snr`]) and, for multi-channel windows with an array, the
-//!   bearing ([`crate::dsp::doa`], MUSIC) — the heavy numbers are computed there, not on the
-//!   executor — and send back [`Classified`] windows.
+//!   array estimator's bearing ([`crate::dsp::doa`], MUSIC by default) beside the model's own
+//!   angles when it has them — the heavy numbers are computed there, not on the executor —
+//!   and send back [`Classified`] windows. Where both bearings exist their azimuth
+//!   disagreement is observed (`specwatch_bearing_disagreement_degrees`).
 //! - [`Sink`] turns them into [`crate::store::Detection`]s and submits them to a
 //!   [`DetectionSink`] (never blocking).
 //! - [`station`]: [`Station::prepare`] (config → opened sources, loaded models; what
@@ -68,6 +70,7 @@ pub use uhd_source::{UhdSource, devices as uhd_devices};
 use futuresdr::runtime::buffer::CpuBufferWriter;
 use futuresdr::runtime::buffer::slab;
 
+use crate::dsp::doa::DoaMethod;
 use crate::iq::C32;
 
 /// Frames (one sample of every channel) a source's output buffer holds: about 65 ms at
@@ -115,10 +118,37 @@ pub struct Classified {
     pub top_k: Vec<(usize, f32)>,
     /// SNR estimate, dB (mean over the window's channels).
     pub snr_db: f32,
-    /// Azimuth in degrees: the model's, else MUSIC's for a multi-channel window with an array.
-    pub azimuth_deg: Option<f32>,
-    /// Elevation in degrees, likewise.
-    pub elevation_deg: Option<f32>,
+    /// Azimuth in degrees from the model's own angle outputs, when its graph has them.
+    pub model_azimuth_deg: Option<f32>,
+    /// Elevation in degrees from the model's own angle outputs.
+    pub model_elevation_deg: Option<f32>,
+    /// Azimuth in degrees from the chain's array estimator (`[model.doa]`), computed for every
+    /// multi-channel window whether or not the model gives angles too.
+    pub doa_azimuth_deg: Option<f32>,
+    /// Elevation in degrees from the array estimator.
+    pub doa_elevation_deg: Option<f32>,
+    /// The array estimator's method, when it gave a bearing.
+    pub doa_method: Option<DoaMethod>,
+}
+
+impl Classified {
+    /// The station's bearing (azimuth, elevation): the model's when it gives an azimuth, else
+    /// the array estimator's.
+    pub fn bearing(&self) -> (Option<f32>, Option<f32>) {
+        if self.model_azimuth_deg.is_some() {
+            (self.model_azimuth_deg, self.model_elevation_deg)
+        } else {
+            (self.doa_azimuth_deg, self.doa_elevation_deg)
+        }
+    }
+}
+
+/// The name a [`DoaMethod`] has in configs, detections and metric labels.
+pub fn doa_method_name(method: DoaMethod) -> &'static str {
+    match method {
+        DoaMethod::Music => "music",
+        DoaMethod::Bartlett => "bartlett",
+    }
 }
 
 /// What is known about one source's stream, shared by the blocks that read it.
@@ -195,5 +225,43 @@ impl Fault {
     /// The first fault, if any.
     pub fn get(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_station_bearing_is_the_models_else_the_array_estimators() {
+        let both = Classified {
+            model_azimuth_deg: Some(35.0),
+            model_elevation_deg: Some(10.0),
+            doa_azimuth_deg: Some(20.0),
+            doa_elevation_deg: Some(9.0),
+            doa_method: Some(DoaMethod::Music),
+            ..Default::default()
+        };
+        assert_eq!(both.bearing(), (Some(35.0), Some(10.0)));
+        let array_only = Classified {
+            model_azimuth_deg: None,
+            model_elevation_deg: None,
+            ..both.clone()
+        };
+        assert_eq!(array_only.bearing(), (Some(20.0), Some(9.0)));
+        assert_eq!(Classified::default().bearing(), (None, None));
+    }
+
+    #[test]
+    fn every_doa_method_is_a_bounded_metric_label() {
+        for m in [DoaMethod::Music, DoaMethod::Bartlett] {
+            let name = doa_method_name(m);
+            assert!(crate::telemetry::BEARING_ESTIMATORS[1..].contains(&name));
+            // The name is the method's config spelling.
+            assert_eq!(
+                serde_json::to_value(m).expect("serialise"),
+                serde_json::json!(name)
+            );
+        }
     }
 }

@@ -141,6 +141,7 @@ impl Sink {
                 )
             })
             .collect();
+        let (azimuth_deg, elevation_deg) = c.bearing();
         Some(Detection {
             id: 0,
             time_ns: chain.stream.time_of(c.start),
@@ -156,8 +157,13 @@ impl Sink {
             confidence,
             top_k,
             snr_db: Some(c.snr_db),
-            azimuth_deg: c.azimuth_deg,
-            elevation_deg: c.elevation_deg,
+            azimuth_deg,
+            elevation_deg,
+            model_azimuth_deg: c.model_azimuth_deg,
+            model_elevation_deg: c.model_elevation_deg,
+            doa_azimuth_deg: c.doa_azimuth_deg,
+            doa_elevation_deg: c.doa_elevation_deg,
+            doa_method: c.doa_method.map(|m| super::doa_method_name(m).to_owned()),
             windows: 1,
             observed_ns,
         })

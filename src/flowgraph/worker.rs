@@ -1,7 +1,8 @@
 //! The inference worker: a plain thread that owns one [`Model`] session, takes windows from
 //! the bounded queue the [`super::Inference`] block fills, batches them ([`Batcher`]: by size or
-//! by the oldest window's wait), runs the model, estimates SNR and bearing, and sends
-//! [`Classified`] windows back, waking the block.
+//! by the oldest window's wait), runs the model, estimates SNR and — with an array estimator —
+//! the window's bearing beside the model's own angles, and sends [`Classified`] windows back,
+//! waking the block.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,24 +166,33 @@ impl Worker {
                         .into_iter()
                         .map(|c| (c.class, c.probability))
                         .collect();
-                    let (mut azimuth_deg, mut elevation_deg) =
+                    let (model_azimuth_deg, model_elevation_deg) =
                         (out.azimuth_deg(i), out.elevation_deg(i));
-                    if azimuth_deg.is_none()
-                        && w.iq.len() > model_samples / channels
-                        && let Some(b) = bearing.as_ref()
-                        && let Ok(est) = b.estimator.estimate_from_snapshots(b.method, &w.iq, 1)
-                        && let Some(first) = est.first()
-                    {
-                        azimuth_deg = Some(first.azimuth_deg as f32);
-                        elevation_deg = Some(first.elevation_deg as f32);
-                    }
-                    let _ = results.send(WorkerMsg::Done(Classified {
+                    // The array estimator runs on every window that has its channels, also
+                    // when the model gives angles, so the two can be compared.
+                    let doa = match bearing.as_ref() {
+                        Some(b) if w.iq.len() > model_samples / channels => b
+                            .estimator
+                            .estimate_from_snapshots(b.method, &w.iq, 1)
+                            .ok()
+                            .and_then(|est| est.first().copied())
+                            .map(|first| (first, b.method)),
+                        _ => None,
+                    };
+                    let c = Classified {
                         start: w.start,
                         top_k,
                         snr_db: snrs[i],
-                        azimuth_deg,
-                        elevation_deg,
-                    }));
+                        model_azimuth_deg,
+                        model_elevation_deg,
+                        doa_azimuth_deg: doa.map(|(e, _)| e.azimuth_deg as f32),
+                        doa_elevation_deg: doa.map(|(e, _)| e.elevation_deg as f32),
+                        doa_method: doa.map(|(_, m)| m),
+                    };
+                    if let (Some(learned), Some(array)) = (c.model_azimuth_deg, c.doa_azimuth_deg) {
+                        metrics.observe_bearing_disagreement(&name, learned, array);
+                    }
+                    let _ = results.send(WorkerMsg::Done(c));
                 }
             }
             Err(e) => {

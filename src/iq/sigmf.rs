@@ -22,7 +22,11 @@
 //! `core:label`, `core:comment`, `core:generator`, `core:freq_lower_edge`/`core:freq_upper_edge`),
 //! the `signal` extension's `signal:detail` object (modulation type, class, order, …), the
 //! `spatial` extension's `spatial:signal_azimuth` (or `spatial:signal_bearing` when an elevation
-//! is known too), and specwatch's own `specwatch:confidence` and `specwatch:snr_db`. Every
+//! is known too) for the station's bearing, and specwatch's own `specwatch:confidence`,
+//! `specwatch:snr_db` and — where a detection has them — its two bearings side by side,
+//! `specwatch:model_bearing` (`{"azimuth", "elevation"}`: the model's own angle outputs) and
+//! `specwatch:doa_bearing` (`{"azimuth", "elevation", "method"}`: the array estimator's, e.g.
+//! MUSIC), objects shaped like `spatial:signal_bearing`. Every
 //! extension used is declared in the global `core:extensions`; the `spatial` extension also
 //! requires the globals `spatial:num_elements` and `spatial:channel_index`, which are added.
 //! Angles are written in specwatch's convention (`dsp::array`): degrees relative to the array's
@@ -45,8 +49,9 @@ pub const SIGMF_VERSION: &str = "1.2.6";
 pub const SIGNAL_EXTENSION_VERSION: &str = "1.0.0";
 /// Version of the `spatial` extension whose `spatial:signal_azimuth` is written.
 pub const SPATIAL_EXTENSION_VERSION: &str = "1.0.0";
-/// Version of specwatch's own annotation fields (`specwatch:confidence`, `specwatch:snr_db`).
-pub const SPECWATCH_EXTENSION_VERSION: &str = "1.0.0";
+/// Version of specwatch's own annotation fields (`specwatch:confidence`, `specwatch:snr_db`;
+/// since 1.1.0 `specwatch:model_bearing` and `specwatch:doa_bearing`).
+pub const SPECWATCH_EXTENSION_VERSION: &str = "1.1.0";
 
 /// Errors from reading or writing SigMF recordings; every one names the file.
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +296,18 @@ pub struct Annotation {
     pub azimuth_deg: Option<f32>,
     /// Elevation in degrees; with an azimuth, both go in `spatial:signal_bearing`.
     pub elevation_deg: Option<f32>,
+    /// Azimuth in degrees from the model's own angle outputs
+    /// (`specwatch:model_bearing.azimuth`).
+    pub model_azimuth_deg: Option<f32>,
+    /// Elevation in degrees from the model's own angle outputs
+    /// (`specwatch:model_bearing.elevation`).
+    pub model_elevation_deg: Option<f32>,
+    /// Azimuth in degrees from the array estimator (`specwatch:doa_bearing.azimuth`).
+    pub doa_azimuth_deg: Option<f32>,
+    /// Elevation in degrees from the array estimator (`specwatch:doa_bearing.elevation`).
+    pub doa_elevation_deg: Option<f32>,
+    /// The array estimator's method, e.g. `music` (`specwatch:doa_bearing.method`).
+    pub doa_method: Option<String>,
     /// The `signal:detail` object; when `None` it is derived from `label` where possible.
     pub detail: Option<SignalDetail>,
 }
@@ -348,6 +365,29 @@ impl Annotation {
         if let Some(s) = self.snr_db {
             m.insert("specwatch:snr_db".into(), json!(s));
         }
+        let mut model = Map::new();
+        if let Some(az) = self.model_azimuth_deg {
+            model.insert("azimuth".into(), json!(az));
+        }
+        if let Some(el) = self.model_elevation_deg {
+            model.insert("elevation".into(), json!(el));
+        }
+        if !model.is_empty() {
+            m.insert("specwatch:model_bearing".into(), Value::Object(model));
+        }
+        let mut doa = Map::new();
+        if let Some(az) = self.doa_azimuth_deg {
+            doa.insert("azimuth".into(), json!(az));
+        }
+        if let Some(el) = self.doa_elevation_deg {
+            doa.insert("elevation".into(), json!(el));
+        }
+        if !doa.is_empty() {
+            if let Some(method) = &self.doa_method {
+                doa.insert("method".into(), json!(method));
+            }
+            m.insert("specwatch:doa_bearing".into(), Value::Object(doa));
+        }
         Value::Object(m)
     }
 
@@ -398,6 +438,36 @@ impl Annotation {
         };
         let bearing = obj.get("spatial:signal_bearing");
         let bearing_part = |k: &str| bearing.and_then(|b| b.get(k)).and_then(Value::as_f64);
+        // specwatch's two bearings: objects like spatial:signal_bearing.
+        let part = |name: &str, k: &str| -> Result<Option<f32>, SigmfError> {
+            let Some(b) = obj.get(name) else {
+                return Ok(None);
+            };
+            if !b.is_object() {
+                return Err(bad(
+                    name,
+                    "expected an object with azimuth and/or elevation in degrees",
+                ));
+            }
+            b.get(k)
+                .map(|v| {
+                    v.as_f64()
+                        .map(|x| x as f32)
+                        .ok_or_else(|| bad(&format!("{name}.{k}"), "expected a number"))
+                })
+                .transpose()
+        };
+        let doa_method = match obj
+            .get("specwatch:doa_bearing")
+            .and_then(|b| b.get("method"))
+        {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| bad("specwatch:doa_bearing.method", "expected a string"))?,
+            ),
+        };
         let detail = obj
             .get("signal:detail")
             .map(|d| {
@@ -422,6 +492,11 @@ impl Annotation {
                 .or(num("spatial:signal_azimuth")?)
                 .map(|v| v as f32),
             elevation_deg: bearing_part("elevation").map(|v| v as f32),
+            model_azimuth_deg: part("specwatch:model_bearing", "azimuth")?,
+            model_elevation_deg: part("specwatch:model_bearing", "elevation")?,
+            doa_azimuth_deg: part("specwatch:doa_bearing", "azimuth")?,
+            doa_elevation_deg: part("specwatch:doa_bearing", "elevation")?,
+            doa_method,
             detail,
         })
     }
@@ -1082,7 +1157,16 @@ fn set_annotations(
                 format!("edges {lo}..{hi} Hz; expected finite edges with lower ≤ upper"),
             ));
         }
-        let finite = [a.confidence, a.snr_db, a.azimuth_deg, a.elevation_deg];
+        let finite = [
+            a.confidence,
+            a.snr_db,
+            a.azimuth_deg,
+            a.elevation_deg,
+            a.model_azimuth_deg,
+            a.model_elevation_deg,
+            a.doa_azimuth_deg,
+            a.doa_elevation_deg,
+        ];
         if finite.iter().flatten().any(|v| !v.is_finite()) {
             return Err(bad(
                 format!("annotations[{i}]"),
@@ -1216,10 +1300,20 @@ mod tests {
             snr_db: Some(12.5),
             azimuth_deg: Some(-20.0),
             elevation_deg: None,
+            model_azimuth_deg: Some(-20.0),
+            model_elevation_deg: None,
+            doa_azimuth_deg: Some(-31.5),
+            doa_elevation_deg: Some(4.25),
+            doa_method: Some("music".into()),
             detail: None,
         };
         let v = a.to_json();
         assert_eq!(v["spatial:signal_azimuth"], json!(-20.0));
+        assert_eq!(v["specwatch:model_bearing"], json!({"azimuth": -20.0}));
+        assert_eq!(
+            v["specwatch:doa_bearing"],
+            json!({"azimuth": -31.5, "elevation": 4.25, "method": "music"})
+        );
         assert_eq!(v["signal:detail"]["mod_class"], json!("psk"));
         let back = Annotation::from_json(Path::new("x"), 0, &v).unwrap();
         assert_eq!(back.detail, SignalDetail::from_class_name("QPSK"));
@@ -1229,6 +1323,23 @@ mod tests {
                 ..a
             },
             back
+        );
+        // Without bearings of its own, an annotation has neither object.
+        let plain = Annotation {
+            sample_start: 0,
+            azimuth_deg: Some(3.0),
+            ..Default::default()
+        }
+        .to_json();
+        assert!(plain.get("specwatch:model_bearing").is_none());
+        assert!(plain.get("specwatch:doa_bearing").is_none());
+        let mut bad = v.clone();
+        bad["specwatch:doa_bearing"] = json!(12.0);
+        let e = Annotation::from_json(Path::new("x"), 3, &bad).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("annotations[3].specwatch:doa_bearing"),
+            "{e}"
         );
     }
 }

@@ -27,9 +27,11 @@
 //! `fsync` each batch.
 //!
 //! # Files
-//! The schema version is kept in `PRAGMA user_version` and the file is marked as specwatch's
-//! by `PRAGMA application_id`; a file from a newer specwatch, or another program's SQLite file,
-//! is refused with an error naming it. [`integrity_check`] runs `PRAGMA integrity_check`.
+//! The schema version ([`SCHEMA_VERSION`]) is kept in `PRAGMA user_version` and the file is
+//! marked as specwatch's by `PRAGMA application_id`. A store of an older schema is upgraded in
+//! place when it is opened (each step adds nullable columns in a transaction of its own, so old
+//! rows stay as they were); a file from a newer specwatch, or another program's SQLite file, is
+//! refused with an error naming it. [`integrity_check`] runs `PRAGMA integrity_check`.
 //!
 //! # Other sinks
 //! The flowgraph writes through the [`DetectionSink`] trait, which [`DetectionWriter`]
@@ -66,6 +68,18 @@ pub const RETENTION_PERIOD: Duration = Duration::from_secs(30);
 pub const SUBSCRIBER_CAPACITY: usize = 4096;
 
 /// One classified window, or a merged run of windows of the same class.
+///
+/// # Bearings
+/// A detection of a model with angle outputs on an array with `[model.doa]` carries two
+/// bearings side by side, so that an operator sees where the learned estimator and the array
+/// estimator (MUSIC by default) disagree: `model_*` are the model's, `doa_*` the array
+/// estimator's (with its method). `azimuth_deg`/`elevation_deg` stay *the station's bearing*,
+/// the one to use when only one is wanted: the model's when it gives one, else the array
+/// estimator's. So a model without angle outputs on an array has `azimuth_deg` equal to
+/// `doa_azimuth_deg` and no `model_*`; a model with angle outputs and no `[model.doa]` has
+/// `azimuth_deg` equal to `model_azimuth_deg` and no `doa_*`. Records stored before schema
+/// version 2 (upgraded in place) have only the station's bearing: their `model_*` and `doa_*`
+/// are `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     /// Assigned by the store (0 before insert); ids only grow, so they are the pagination
@@ -97,15 +111,69 @@ pub struct Detection {
     pub top_k: Vec<(String, f32)>,
     /// Estimated SNR in dB.
     pub snr_db: Option<f32>,
-    /// Estimated azimuth in degrees.
+    /// The station's bearing: azimuth in degrees, the model's own when its graph outputs
+    /// angles ([`Detection::model_azimuth_deg`]), else the array estimator's
+    /// ([`Detection::doa_azimuth_deg`]); `None` when neither gave one.
     pub azimuth_deg: Option<f32>,
-    /// Estimated elevation in degrees.
+    /// The station's elevation in degrees, from the same estimator as `azimuth_deg`.
     pub elevation_deg: Option<f32>,
+    /// Azimuth in degrees from the model's own angle outputs (a learned `aoa` / `amc+aoa`
+    /// model); `None` for a model without them.
+    #[serde(default)]
+    pub model_azimuth_deg: Option<f32>,
+    /// Elevation in degrees from the model's own angle outputs.
+    #[serde(default)]
+    pub model_elevation_deg: Option<f32>,
+    /// Azimuth in degrees from the array estimator of the model's `[model.doa]` config
+    /// (`doa_method`), computed for every multi-channel window whether or not the model gives
+    /// angles too; `None` without `[model.doa]`.
+    #[serde(default)]
+    pub doa_azimuth_deg: Option<f32>,
+    /// Elevation in degrees from the array estimator.
+    #[serde(default)]
+    pub doa_elevation_deg: Option<f32>,
+    /// The array estimator's method (`music`, `bartlett`) when it gave a bearing.
+    #[serde(default)]
+    pub doa_method: Option<String>,
     /// Windows merged into this record (1 when not merged).
     pub windows: u32,
     /// Wall clock (UTC ns) when the window reached the sink; for a merged record, when its
     /// latest window did. Retention by age counts from it.
     pub observed_ns: i64,
+}
+
+impl From<&Detection> for crate::iq::sigmf::Annotation {
+    /// The SigMF annotation of a detection, to write back beside the capture it came from
+    /// ([`crate::iq::sigmf::write_annotations`]): its span, class (`core:label`), model and
+    /// version (`core:generator`), confidence and SNR, the station's bearing
+    /// (`spatial:signal_bearing`) and both bearings it carries (`specwatch:model_bearing`,
+    /// `specwatch:doa_bearing` with the method). Values that are not finite are left out.
+    fn from(d: &Detection) -> Self {
+        let finite = |v: Option<f32>| v.filter(|x| x.is_finite());
+        let doa_azimuth_deg = finite(d.doa_azimuth_deg);
+        let doa_elevation_deg = finite(d.doa_elevation_deg);
+        crate::iq::sigmf::Annotation {
+            sample_start: d.sample_start,
+            sample_count: Some(d.sample_count),
+            label: Some(d.class.clone()),
+            comment: None,
+            generator: Some(format!("{} {}", d.model, d.model_version)),
+            freq_edges_hz: None,
+            confidence: finite(Some(d.confidence)),
+            snr_db: finite(d.snr_db),
+            azimuth_deg: finite(d.azimuth_deg),
+            elevation_deg: finite(d.elevation_deg),
+            model_azimuth_deg: finite(d.model_azimuth_deg),
+            model_elevation_deg: finite(d.model_elevation_deg),
+            doa_azimuth_deg,
+            doa_elevation_deg,
+            doa_method: d
+                .doa_method
+                .clone()
+                .filter(|_| doa_azimuth_deg.is_some() || doa_elevation_deg.is_some()),
+            detail: None,
+        }
+    }
 }
 
 /// How the store is opened and run.

@@ -11,7 +11,9 @@ use super::{Detection, DetectionPage, DetectionQuery, MAX_QUERY_LIMIT, StoreErro
 /// Columns in the order [`detection_from_row`] reads them.
 pub(super) const COLUMNS: &str = "d.id, d.time_ns, d.stream, d.sample_start, d.sample_count, \
      d.channel, d.channels, d.center_freq_hz, d.model, d.model_version, d.class, d.confidence, \
-     d.top_k, d.snr_db, d.azimuth_deg, d.elevation_deg, d.windows, d.observed_ns";
+     d.top_k, d.snr_db, d.azimuth_deg, d.elevation_deg, d.windows, d.observed_ns, \
+     d.model_azimuth_deg, d.model_elevation_deg, d.doa_azimuth_deg, d.doa_elevation_deg, \
+     d.doa_method";
 
 /// Checks the parts of a query that SQL would not reject by itself.
 pub(super) fn validate(q: &DetectionQuery) -> Result<(), StoreError> {
@@ -210,5 +212,10 @@ pub(super) fn detection_from_row(row: &Row) -> rusqlite::Result<Detection> {
         elevation_deg: optional_f32(15)?,
         windows: row.get(16)?,
         observed_ns: row.get(17)?,
+        model_azimuth_deg: optional_f32(18)?,
+        model_elevation_deg: optional_f32(19)?,
+        doa_azimuth_deg: optional_f32(20)?,
+        doa_elevation_deg: optional_f32(21)?,
+        doa_method: row.get(22)?,
     })
 }

@@ -7,8 +7,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::StoreError;
 
-/// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Schema version written to `PRAGMA user_version`. Version 2 adds a detection's two bearings
+/// side by side (the model's and the array estimator's) to version 1; an older store is
+/// upgraded in place when opened.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of specwatch stores: "SpWt" in ASCII.
 pub const APPLICATION_ID: i64 = 0x5370_5774;
@@ -16,7 +18,8 @@ pub const APPLICATION_ID: i64 = 0x5370_5774;
 /// How long a connection waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The schema, version 1.
+/// The schema as version 1 made it. Frozen: a new store is made by it and then every step of
+/// [`MIGRATIONS`], exactly as an older store is upgraded, so both end with the same schema.
 ///
 /// - `detections`: one row per detection; `AUTOINCREMENT` so that ids are never reused after
 ///   retention deletes rows, which keeps cursors stable. `channels` and `top_k` are JSON arrays.
@@ -25,7 +28,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// - `detection_channels`: every channel a detection covers, for the channel filter.
 /// - `store_meta`: `max_time_lag_ns`, the largest `time_high_ns - time_ns` ever inserted.
 /// - Indexes for the filters (time, class, model, channel) and for retention by age.
-const SCHEMA: &str = "
+const SCHEMA_V1: &str = "
 CREATE TABLE detections (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     time_ns        INTEGER NOT NULL,
@@ -64,6 +67,27 @@ CREATE TABLE store_meta (
 ) WITHOUT ROWID;
 INSERT INTO store_meta (key, value) VALUES ('max_time_lag_ns', 0);
 ";
+
+/// The steps from one schema version to the next: `(version reached, SQL)`, in order. Each runs
+/// in the transaction that sets `user_version` to its version, so a store is never left half
+/// upgraded. Steps only add (nullable columns, tables, indexes): what older versions stored
+/// stays readable as it was.
+///
+/// - 2: a detection's two bearings side by side (see [`super::Detection`]): the model's own
+///   (`model_azimuth_deg`, `model_elevation_deg`) and the array estimator's (`doa_azimuth_deg`,
+///   `doa_elevation_deg`, `doa_method`). Rows of version 1 keep their `azimuth_deg` and
+///   `elevation_deg` (the station's bearing) and have NULL in the new columns: which estimator
+///   gave a version-1 bearing was not recorded.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "
+ALTER TABLE detections ADD COLUMN model_azimuth_deg REAL;
+ALTER TABLE detections ADD COLUMN model_elevation_deg REAL;
+ALTER TABLE detections ADD COLUMN doa_azimuth_deg REAL;
+ALTER TABLE detections ADD COLUMN doa_elevation_deg REAL;
+ALTER TABLE detections ADD COLUMN doa_method TEXT;
+",
+)];
 
 /// `store_meta` key of the largest lag of a detection's time behind the newest time before it.
 pub(super) const MAX_TIME_LAG_KEY: &str = "max_time_lag_ns";
@@ -152,6 +176,8 @@ pub(super) fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
             path: path.to_path_buf(),
             detail: format!("marked as specwatch's but with schema version {version}"),
         });
+    } else if version < SCHEMA_VERSION {
+        migrate(&conn, path, version)?;
     }
 
     let mode: String = conn
@@ -178,13 +204,31 @@ pub(super) fn open_for_writing(path: &Path) -> Result<Connection, StoreError> {
 }
 
 fn create_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let steps: String = MIGRATIONS.iter().map(|(_, sql)| *sql).collect();
     let sql = format!(
-        "BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA application_id = {APPLICATION_ID};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+        "BEGIN IMMEDIATE;\n{SCHEMA_V1}\n{steps}\nPRAGMA application_id = {APPLICATION_ID};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
     );
     conn.execute_batch(&sql).map_err(|e| {
         let _rollback = conn.execute_batch("ROLLBACK");
         classify(path, "create the schema", e)
     })
+}
+
+/// Upgrades a store of schema version `from` in place, one [`MIGRATIONS`] step per
+/// transaction; a failed step leaves the store at the version before it.
+fn migrate(conn: &Connection, path: &Path, from: i64) -> Result<(), StoreError> {
+    for (version, step) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        let sql = format!("BEGIN IMMEDIATE;\n{step}\nPRAGMA user_version = {version};\nCOMMIT;");
+        conn.execute_batch(&sql).map_err(|e| {
+            let _rollback = conn.execute_batch("ROLLBACK");
+            classify(path, "upgrade the schema", e)
+        })?;
+        tracing::info!(
+            "detection store {}: schema upgraded to version {version}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Refreshes the query planner's statistics where they are stale (`PRAGMA optimize`, with a

@@ -62,8 +62,9 @@ impl OpenRun {
     }
 
     /// Grows the run by `d`: the span covers both, confidence is the maximum (the most
-    /// confident window's top-k and angles are kept), SNR is the mean over windows, the
-    /// channel list is the union and `observed_ns` is the latest.
+    /// confident window's top-k and bearings are kept: the station's, the model's and the array
+    /// estimator's with its method, all from that one window, so they stay comparable), SNR is
+    /// the mean over windows, the channel list is the union and `observed_ns` is the latest.
     fn extend(&mut self, d: &Detection) {
         let end = self
             .end()
@@ -75,6 +76,11 @@ impl OpenRun {
             r.top_k = d.top_k.clone();
             r.azimuth_deg = d.azimuth_deg;
             r.elevation_deg = d.elevation_deg;
+            r.model_azimuth_deg = d.model_azimuth_deg;
+            r.model_elevation_deg = d.model_elevation_deg;
+            r.doa_azimuth_deg = d.doa_azimuth_deg;
+            r.doa_elevation_deg = d.doa_elevation_deg;
+            r.doa_method = d.doa_method.clone();
         }
         if let Some(snr) = d.snr_db {
             self.snr_sum += f64::from(snr) * f64::from(d.windows);
@@ -161,13 +167,25 @@ fn unstorable(d: &Detection) -> Option<String> {
     None
 }
 
-/// Clears measurements that are not finite (SQLite would store NaN as NULL anyway), makes
-/// `channels` contain `channel`, and counts a detection as at least one window.
+/// Clears measurements that are not finite (SQLite would store NaN as NULL anyway) and the
+/// array estimator's method when it left no angle, makes `channels` contain `channel`, and
+/// counts a detection as at least one window.
 fn sanitize(mut d: Detection) -> Detection {
-    for v in [&mut d.snr_db, &mut d.azimuth_deg, &mut d.elevation_deg] {
+    for v in [
+        &mut d.snr_db,
+        &mut d.azimuth_deg,
+        &mut d.elevation_deg,
+        &mut d.model_azimuth_deg,
+        &mut d.model_elevation_deg,
+        &mut d.doa_azimuth_deg,
+        &mut d.doa_elevation_deg,
+    ] {
         if v.is_some_and(|x| !x.is_finite()) {
             *v = None;
         }
+    }
+    if d.doa_azimuth_deg.is_none() && d.doa_elevation_deg.is_none() {
+        d.doa_method = None;
     }
     if d.center_freq_hz.is_some_and(|x| !x.is_finite()) {
         d.center_freq_hz = None;
@@ -551,8 +569,10 @@ fn insert_record(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO detections (time_ns, stream, sample_start, sample_count, channel, channels, \
          center_freq_hz, model, model_version, class, confidence, top_k, snr_db, azimuth_deg, \
-         elevation_deg, windows, observed_ns, time_high_ns) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         elevation_deg, windows, observed_ns, time_high_ns, model_azimuth_deg, \
+         model_elevation_deg, doa_azimuth_deg, doa_elevation_deg, doa_method) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19, ?20, ?21, ?22, ?23)",
     )?;
     stmt.execute(params![
         d.time_ns,
@@ -573,6 +593,11 @@ fn insert_record(
         d.windows,
         d.observed_ns,
         time_high_ns,
+        d.model_azimuth_deg.map(f64::from),
+        d.model_elevation_deg.map(f64::from),
+        d.doa_azimuth_deg.map(f64::from),
+        d.doa_elevation_deg.map(f64::from),
+        d.doa_method,
     ])?;
     let id = tx.last_insert_rowid();
     insert_channels(tx, id, &d.channels)?;
@@ -594,7 +619,8 @@ fn update_record(tx: &Transaction, r: &Detection) -> rusqlite::Result<bool> {
     let mut stmt = tx.prepare_cached(
         "UPDATE detections SET sample_count = ?2, channels = ?3, center_freq_hz = ?4, \
          confidence = ?5, top_k = ?6, snr_db = ?7, azimuth_deg = ?8, elevation_deg = ?9, \
-         windows = ?10, observed_ns = ?11 WHERE id = ?1",
+         windows = ?10, observed_ns = ?11, model_azimuth_deg = ?12, model_elevation_deg = ?13, \
+         doa_azimuth_deg = ?14, doa_elevation_deg = ?15, doa_method = ?16 WHERE id = ?1",
     )?;
     let changed = stmt.execute(params![
         r.id,
@@ -608,6 +634,11 @@ fn update_record(tx: &Transaction, r: &Detection) -> rusqlite::Result<bool> {
         r.elevation_deg.map(f64::from),
         r.windows,
         r.observed_ns,
+        r.model_azimuth_deg.map(f64::from),
+        r.model_elevation_deg.map(f64::from),
+        r.doa_azimuth_deg.map(f64::from),
+        r.doa_elevation_deg.map(f64::from),
+        r.doa_method,
     ])?;
     if changed == 0 {
         return Ok(false);

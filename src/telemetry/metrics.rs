@@ -17,6 +17,15 @@ pub const WINDOW_DROP_REASONS: [&str; 3] = ["queue_full", "nonfinite", "shutdown
 /// Reasons a detection is dropped before it is stored (`specwatch_detections_dropped_total`).
 pub const DETECTION_DROP_REASONS: [&str; 2] = ["store_backlog", "store_error"];
 
+/// Values of the `estimator` label of `specwatch_detection_azimuth_degrees`: the model's own
+/// angle outputs, and the array estimator's methods ([`crate::dsp::doa::DoaMethod`]).
+pub const BEARING_ESTIMATORS: [&str; 3] = ["model", "music", "bartlett"];
+
+/// Bucket bounds of `specwatch_bearing_disagreement_degrees`, degrees (the wrapped difference
+/// is 0 to 180).
+pub const DISAGREEMENT_BUCKETS_DEG: [f64; 10] =
+    [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 45.0, 90.0, 135.0, 180.0];
+
 /// All of the daemon's metrics. Made once by [`Metrics::new`] and shared as `Arc<Metrics>`; each
 /// field is a `prometheus` handle, updated directly by the part that owns the event.
 pub struct Metrics {
@@ -42,8 +51,14 @@ pub struct Metrics {
     pub detections_dropped_total: IntCounterVec,
     /// `specwatch_detection_snr_db{model}`: SNR estimates of detections, dB.
     pub detection_snr_db: HistogramVec,
-    /// `specwatch_detection_azimuth_degrees{model}`: azimuths of detections, degrees.
+    /// `specwatch_detection_azimuth_degrees{model,estimator}`: azimuths of detections, degrees,
+    /// one observation per bearing a detection carries; `estimator` is one of
+    /// [`BEARING_ESTIMATORS`].
     pub detection_azimuth_degrees: HistogramVec,
+    /// `specwatch_bearing_disagreement_degrees{model}`: per classified window that has both
+    /// the model's azimuth and the array estimator's, the absolute difference wrapped to
+    /// 0..=180, degrees.
+    pub bearing_disagreement_degrees: HistogramVec,
     /// `specwatch_inference_latency_seconds{model}`: time of one batched model run.
     pub inference_latency_seconds: HistogramVec,
     /// `specwatch_inference_batch_size{model}`: windows per model run.
@@ -230,9 +245,15 @@ impl Metrics {
             ),
             detection_azimuth_degrees: histogram(
                 "specwatch_detection_azimuth_degrees",
-                "Estimated azimuth of detections in degrees.",
-                &["model"],
+                "Estimated azimuth of detections in degrees, by estimator (model: the model's own angle outputs; music, bartlett: the array estimator).",
+                &["model", "estimator"],
                 linear(-180.0, 15.0, 180.0),
+            ),
+            bearing_disagreement_degrees: histogram(
+                "specwatch_bearing_disagreement_degrees",
+                "Absolute difference in degrees (wrapped to 0..180) between the model's azimuth and the array estimator's, per classified window that has both.",
+                &["model"],
+                DISAGREEMENT_BUCKETS_DEG.to_vec(),
             ),
             inference_latency_seconds: histogram(
                 "specwatch_inference_latency_seconds",
@@ -309,8 +330,28 @@ impl Metrics {
         }
     }
 
+    /// Creates the zero-valued `specwatch_bearing_disagreement_degrees` series of a model that
+    /// gives angles and has an array estimator, so its panel shows 0 rather than "no data"
+    /// until the first window.
+    pub fn register_bearing_comparison(&self, model: &str) {
+        self.bearing_disagreement_degrees
+            .with_label_values(&[model]);
+    }
+
+    /// Observes the disagreement of the model's azimuth `learned_deg` and the array
+    /// estimator's `array_deg` for one window of `model`: `|learned − array|` wrapped to
+    /// 0..=180 degrees. Non-finite angles are not observed.
+    pub fn observe_bearing_disagreement(&self, model: &str, learned_deg: f32, array_deg: f32) {
+        if let Some(d) = azimuth_disagreement_deg(learned_deg, array_deg) {
+            self.bearing_disagreement_degrees
+                .with_label_values(&[model])
+                .observe(d);
+        }
+    }
+
     /// Counts one detection made by the sink: `specwatch_detections_total` and, when the
-    /// detection has them, the SNR and azimuth histograms.
+    /// detection has them, the SNR histogram and one azimuth observation per bearing it
+    /// carries (`estimator="model"` for the model's, the array estimator's method for its).
     pub fn record_detection(&self, d: &crate::store::Detection) {
         self.detections_total
             .with_label_values(&[d.model.as_str(), d.class.as_str()])
@@ -320,10 +361,20 @@ impl Metrics {
                 .with_label_values(&[d.model.as_str()])
                 .observe(f64::from(snr));
         }
-        if let Some(az) = d.azimuth_deg.filter(|v| v.is_finite()) {
-            self.detection_azimuth_degrees
-                .with_label_values(&[d.model.as_str()])
-                .observe(f64::from(az));
+        // The label takes the method only when it is a known one, so its values stay bounded.
+        let array_estimator = d
+            .doa_method
+            .as_deref()
+            .and_then(|m| BEARING_ESTIMATORS[1..].iter().copied().find(|e| *e == m));
+        for (estimator, azimuth) in [
+            (Some(BEARING_ESTIMATORS[0]), d.model_azimuth_deg),
+            (array_estimator, d.doa_azimuth_deg),
+        ] {
+            if let (Some(estimator), Some(az)) = (estimator, azimuth.filter(|v| v.is_finite())) {
+                self.detection_azimuth_degrees
+                    .with_label_values(&[d.model.as_str(), estimator])
+                    .observe(f64::from(az));
+            }
         }
     }
 
@@ -344,6 +395,16 @@ impl Metrics {
     pub const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
 }
 
+/// `|a − b|` in degrees, wrapped to 0..=180 (350° and 10° are 20° apart); `None` when either
+/// is not finite.
+pub fn azimuth_disagreement_deg(a_deg: f32, b_deg: f32) -> Option<f64> {
+    let (a, b) = (f64::from(a_deg), f64::from(b_deg));
+    if !(a.is_finite() && b.is_finite()) {
+        return None;
+    }
+    Some(((a - b + 180.0).rem_euclid(360.0) - 180.0).abs())
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
@@ -362,6 +423,64 @@ mod tests {
         let latency = one_two_five(0.0005, 1.0);
         assert_eq!(latency.first(), Some(&0.0005));
         assert!((latency.last().copied().unwrap_or(0.0) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn disagreement_is_the_wrapped_absolute_difference() {
+        let d = |a, b| azimuth_disagreement_deg(a, b).expect("finite");
+        assert_eq!(d(35.0, 20.0), 15.0);
+        assert_eq!(d(20.0, 35.0), 15.0);
+        assert_eq!(d(170.0, -170.0), 20.0);
+        assert_eq!(d(-179.0, 179.0), 2.0);
+        assert_eq!(d(350.0, 10.0), 20.0);
+        assert_eq!(d(90.0, -90.0), 180.0);
+        assert_eq!(d(0.0, 0.0), 0.0);
+        assert_eq!(azimuth_disagreement_deg(f32::NAN, 0.0), None);
+        assert_eq!(azimuth_disagreement_deg(0.0, f32::INFINITY), None);
+    }
+
+    #[test]
+    fn each_bearing_of_a_detection_is_observed_under_its_estimator() {
+        let m = Metrics::new();
+        let d = crate::store::Detection {
+            id: 0,
+            time_ns: 0,
+            stream: "rx0".into(),
+            sample_start: 0,
+            sample_count: 128,
+            channel: 0,
+            channels: vec![0, 1, 2, 3],
+            center_freq_hz: None,
+            model: "aoa".into(),
+            model_version: "1".into(),
+            class: "QPSK".into(),
+            confidence: 0.9,
+            top_k: vec![],
+            snr_db: None,
+            azimuth_deg: Some(35.0),
+            elevation_deg: Some(10.0),
+            model_azimuth_deg: Some(35.0),
+            model_elevation_deg: Some(10.0),
+            doa_azimuth_deg: Some(-100.0),
+            doa_elevation_deg: Some(9.0),
+            doa_method: Some("bartlett".into()),
+            windows: 1,
+            observed_ns: 0,
+        };
+        m.record_detection(&d);
+        m.observe_bearing_disagreement("aoa", 35.0, -100.0);
+        let text = m.render();
+        for line in [
+            "specwatch_detection_azimuth_degrees_count{estimator=\"model\",model=\"aoa\"} 1",
+            "specwatch_detection_azimuth_degrees_count{estimator=\"bartlett\",model=\"aoa\"} 1",
+            "specwatch_detection_azimuth_degrees_bucket{estimator=\"bartlett\",model=\"aoa\",le=\"-90\"} 1",
+            "specwatch_bearing_disagreement_degrees_bucket{model=\"aoa\",le=\"90\"} 0",
+            "specwatch_bearing_disagreement_degrees_bucket{model=\"aoa\",le=\"135\"} 1",
+            "specwatch_bearing_disagreement_degrees_sum{model=\"aoa\"} 135",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("estimator=\"music\""));
     }
 
     #[test]

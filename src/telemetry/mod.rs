@@ -12,5 +12,8 @@ mod metrics;
 mod status;
 
 pub use logging::init_logging;
-pub use metrics::{DETECTION_DROP_REASONS, Metrics, WINDOW_DROP_REASONS};
+pub use metrics::{
+    BEARING_ESTIMATORS, DETECTION_DROP_REASONS, DISAGREEMENT_BUCKETS_DEG, Metrics,
+    WINDOW_DROP_REASONS, azimuth_disagreement_deg,
+};
 pub use status::{ModelStatus, SourceStatus, StatusBoard, StatusSnapshot};

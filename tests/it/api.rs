@@ -176,6 +176,15 @@ fn detections_are_served_as_json_pages() {
     ] {
         assert!(!first[field].is_null(), "field {field} is present");
     }
+    // Both bearings, side by side: the station's (here the model's), the model's own and the
+    // array estimator's with its method.
+    assert_eq!(first["azimuth_deg"], -45.5);
+    assert_eq!(first["elevation_deg"], 3.25);
+    assert_eq!(first["model_azimuth_deg"], -45.5);
+    assert_eq!(first["model_elevation_deg"], 3.25);
+    assert_eq!(first["doa_azimuth_deg"], -38.75);
+    assert_eq!(first["doa_elevation_deg"], 2.5);
+    assert_eq!(first["doa_method"], "music");
     assert_eq!(page["next_cursor"], ds[3]["id"]);
 
     // Following the cursor visits all ten qpsk detections once, then null.
@@ -377,6 +386,7 @@ fn metrics_are_exposed_in_the_prometheus_text_format() {
     m.flowgraph_running.set(1);
     let d = detection(0, "bpsk", 0);
     m.record_detection(&d);
+    m.observe_bearing_disagreement("amc-cnn", -45.5, -38.75);
     fill(&server, 3);
 
     let (status, content_type, body) = get(&server.url("/metrics"));
@@ -396,6 +406,7 @@ fn metrics_are_exposed_in_the_prometheus_text_format() {
         "specwatch_detections_dropped_total",
         "specwatch_detection_snr_db",
         "specwatch_detection_azimuth_degrees",
+        "specwatch_bearing_disagreement_degrees",
         "specwatch_inference_latency_seconds",
         "specwatch_inference_batch_size",
         "specwatch_detection_latency_seconds",
@@ -412,10 +423,19 @@ fn metrics_are_exposed_in_the_prometheus_text_format() {
     assert!(body.contains("specwatch_store_rows 3"));
     assert!(body.contains("specwatch_detections_total{class=\"bpsk\",model=\"amc-cnn\"} 1"));
     assert!(body.contains("specwatch_detection_snr_db_bucket{model=\"amc-cnn\",le=\"-20\"} 0"));
-    // The fixture's azimuth is -45.5°: above the -60° bucket's bound, inside the -45° one.
-    let azimuth = "specwatch_detection_azimuth_degrees_bucket{model=\"amc-cnn\"";
+    // The fixture's model azimuth is -45.5°: above the -60° bucket's bound, inside the -45°
+    // one; its MUSIC azimuth, -38.75°, is in the -30° bucket.
+    let azimuth =
+        "specwatch_detection_azimuth_degrees_bucket{estimator=\"model\",model=\"amc-cnn\"";
     assert!(body.contains(&format!("{azimuth},le=\"-60\"}} 0")));
     assert!(body.contains(&format!("{azimuth},le=\"-45\"}} 1")));
+    let music = "specwatch_detection_azimuth_degrees_bucket{estimator=\"music\",model=\"amc-cnn\"";
+    assert!(body.contains(&format!("{music},le=\"-45\"}} 0")));
+    assert!(body.contains(&format!("{music},le=\"-30\"}} 1")));
+    // They disagree by 6.75°.
+    let disagreement = "specwatch_bearing_disagreement_degrees_bucket{model=\"amc-cnn\"";
+    assert!(body.contains(&format!("{disagreement},le=\"5\"}} 0")));
+    assert!(body.contains(&format!("{disagreement},le=\"10\"}} 1")));
     assert!(
         body.contains("specwatch_inference_batch_size_bucket{model=\"amc-cnn\",le=\"1024\"} 1")
     );
@@ -502,6 +522,19 @@ fn the_event_stream_carries_committed_detections() {
         assert_eq!(event, "detection");
         let d: Value = serde_json::from_str(&data).expect("JSON data");
         assert_eq!(d["class"], "bpsk", "the stream's filter applies");
+        assert_eq!(
+            (
+                &d["model_azimuth_deg"],
+                &d["doa_azimuth_deg"],
+                &d["doa_method"]
+            ),
+            (
+                &serde_json::json!(-45.5),
+                &serde_json::json!(-38.75),
+                &serde_json::json!("music")
+            ),
+            "events carry both bearings"
+        );
         assert_eq!(d["id"].to_string(), id, "the event id is the detection id");
         assert!(
             d["time"]

@@ -364,7 +364,249 @@ fn replay_multichannel_window_gets_a_music_bearing() {
         // A 20 dB tone over 128 snapshots: MUSIC is well within 1° (tolerance 1°).
         assert!((az - ARRAY_ANGLES.0 as f32).abs() < 1.0, "azimuth {az}");
         assert!((el - ARRAY_ANGLES.1 as f32).abs() < 1.0, "elevation {el}");
+        // The model gives no angles: MUSIC's bearing is the station's and the only one.
+        assert_eq!((d.model_azimuth_deg, d.model_elevation_deg), (None, None));
+        assert_eq!(
+            (d.doa_azimuth_deg, d.doa_elevation_deg),
+            (d.azimuth_deg, d.elevation_deg)
+        );
+        assert_eq!(d.doa_method.as_deref(), Some("music"));
     }
+}
+
+/// The angles [`band_aoa_model`] gives every window: off the array capture's truth (20°, 10°)
+/// by 15° in azimuth, so its disagreement with MUSIC is known.
+const LEARNED_ANGLES: (f32, f32) = (35.0, 10.0);
+
+/// Writes `<dir>/<name>.onnx` and its card: the fixture band classifier (one channel, 128
+/// samples) with angle outputs too (task `amc+aoa`), `azimuth` and `elevation` `[N, 1]`, each a
+/// `Gemm` with zero weights whose bias is `angles_deg` — a learned estimator that always answers
+/// the same, so its disagreement with MUSIC is exact. Returns the card's path.
+fn band_aoa_model(dir: &Path, name: &str, angles_deg: (f32, f32)) -> PathBuf {
+    use specwatch::onnx::{Dim, GraphBuilder, Weights, ops};
+    let (len, rows) = (128usize, 2usize);
+    let width = rows * len;
+    let mut g = GraphBuilder::new(name);
+    let x = g
+        .input("x", &[Dim::batch(), Dim::from(rows), Dim::from(len)])
+        .expect("input");
+    let flat = ops::flatten(&mut g, &x, 1).expect("flatten"); // [N, 256]
+    // As fixture::band_model: row k averages the log-power bins of quarter k, times 0.5.
+    let per_band = len / 4;
+    let mut w = vec![0.0f32; 4 * width];
+    for k in 0..4 {
+        for b in k * per_band..(k + 1) * per_band {
+            w[k * width + b] = 0.5 / per_band as f32;
+        }
+    }
+    let bands = ops::LinearWeights::torch(
+        Weights::new(w, [4, width]),
+        Some(Weights::new(vec![0.0; 4], [4])),
+    );
+    let logits = ops::gemm(&mut g, "bands", &flat, &bands).expect("gemm"); // [N, 4]
+    let constant = |value: f32| {
+        ops::LinearWeights::torch(
+            Weights::new(vec![0.0; width], [1, width]),
+            Some(Weights::new(vec![value], [1])),
+        )
+    };
+    let azimuth = ops::gemm(&mut g, "azimuth", &flat, &constant(angles_deg.0)).expect("gemm"); // [N, 1]
+    let elevation = ops::gemm(&mut g, "elevation", &flat, &constant(angles_deg.1)).expect("gemm"); // [N, 1]
+    for (out, n) in [(&logits, 4), (&azimuth, 1), (&elevation, 1)] {
+        g.output(out, &[Dim::batch(), Dim::from(n)])
+            .expect("output");
+    }
+    g.save(dir.join(format!("{name}.onnx")))
+        .expect("write the model");
+    let card = serde_json::json!({
+        "name": name,
+        "version": "0.1.0",
+        "task": "amc+aoa",
+        "window_len": len,
+        "channels": 1,
+        "sample_rate_hz": fixture::FIXTURE_RATE_HZ,
+        "inputs": [{"name": "x", "layout": ["N", rows, len], "dtype": "float32",
+                    "representation": "fft_log_mag", "normalization": "unit_rms"}],
+        "outputs": [{"name": logits, "kind": "logits"},
+                    {"name": azimuth, "kind": "azimuth"},
+                    {"name": elevation, "kind": "elevation"}],
+        "classes": fixture::BAND_CLASSES,
+        "dataset": {"name": "none (fixed weights)", "manifest_sha256": "00".repeat(32)},
+        "metrics": {},
+        "training": {"command": "tests/it/daemon.rs band_aoa_model", "arch": "spectral band gemm + constant angles", "epochs": 0}
+    });
+    let card_path = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &card_path,
+        serde_json::to_string_pretty(&card).expect("card json"),
+    )
+    .expect("write the card");
+    card_path
+}
+
+/// A model with angle outputs on the array with `[model.doa]`: every detection carries the
+/// model's bearing and MUSIC's side by side, and the disagreement histogram counts each window.
+#[test]
+fn a_model_with_angles_and_an_array_estimator_gives_both_bearings() {
+    if !common::runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = band_aoa_model(dir.path(), "band128-aoa", LEARNED_ANGLES);
+    let config_file = replay_config_file(
+        dir.path(),
+        &card,
+        "channels = [0, 1, 2, 3]\n[model.doa]\narray = \"ura\"\nspacing_wavelengths = 0.5\nstep_deg = 2.0\n",
+    );
+    let config = specwatch::daemon::replay_config(&ReplayRequest {
+        capture: array_path(),
+        config: Some(config_file),
+        ..Default::default()
+    })
+    .expect("replay config");
+    let station = specwatch::flowgraph::Station::prepare(&config).expect("prepare");
+    let sink = specwatch::flowgraph::CollectingSink::new();
+    let metrics = specwatch::telemetry::Metrics::new();
+    let summary = station
+        .start(sink.clone(), metrics.clone())
+        .expect("start")
+        .join()
+        .expect("run");
+    let detections = sink.take();
+
+    // The same windows and classes as the golden run without angles.
+    let dets: Vec<(String, u64, u64, u64)> = detections
+        .iter()
+        .map(|d| {
+            (
+                d.class.clone(),
+                d.sample_start,
+                d.sample_count,
+                d.channel as u64,
+            )
+        })
+        .collect();
+    check_against_truth(&array_path(), &dets);
+    check_golden(&array_path(), &dets);
+    let mut disagreements = Vec::new();
+    for d in &detections {
+        // The model's own angles, exactly (a constant bias), and they are the station's bearing.
+        assert_eq!(
+            (d.model_azimuth_deg, d.model_elevation_deg),
+            (Some(LEARNED_ANGLES.0), Some(LEARNED_ANGLES.1))
+        );
+        assert_eq!(
+            (d.azimuth_deg, d.elevation_deg),
+            (d.model_azimuth_deg, d.model_elevation_deg)
+        );
+        // MUSIC's beside them, near the truth (tolerance 1°, as in the MUSIC-only test).
+        let (az, el) = (
+            d.doa_azimuth_deg.expect("MUSIC azimuth"),
+            d.doa_elevation_deg.expect("MUSIC elevation"),
+        );
+        assert!(
+            (az - ARRAY_ANGLES.0 as f32).abs() < 1.0,
+            "MUSIC azimuth {az}"
+        );
+        assert!(
+            (el - ARRAY_ANGLES.1 as f32).abs() < 1.0,
+            "MUSIC elevation {el}"
+        );
+        assert_eq!(d.doa_method.as_deref(), Some("music"));
+        disagreements.push(f64::from((LEARNED_ANGLES.0 - az).abs()));
+        // The replay's JSON lines carry both.
+        let line = specwatch::daemon::detection_json(d);
+        assert_eq!(line["model_azimuth_deg"], LEARNED_ANGLES.0);
+        assert_eq!(line["doa_azimuth_deg"], az);
+        assert_eq!(line["doa_method"], "music");
+    }
+
+    // One disagreement observation per classified window (all of them had both bearings):
+    // 15° each within MUSIC's 1°, so all in the (10, 20] bucket.
+    let classified = metrics
+        .windows_classified_total
+        .with_label_values(&["band128-aoa"])
+        .get();
+    assert_eq!(classified, detections.len() as u64, "{summary:?}");
+    let h = metrics
+        .bearing_disagreement_degrees
+        .with_label_values(&["band128-aoa"]);
+    assert_eq!(h.get_sample_count(), classified);
+    let expected: f64 = disagreements.iter().sum();
+    assert!(
+        (h.get_sample_sum() - expected).abs() < 1e-3,
+        "sum {} vs {expected}",
+        h.get_sample_sum()
+    );
+    let text = metrics.render();
+    let bucket = |le: &str| -> u64 {
+        let key = format!(
+            "specwatch_bearing_disagreement_degrees_bucket{{model=\"band128-aoa\",le=\"{le}\"}} "
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&key))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"));
+        line[key.len()..].parse().expect("count")
+    };
+    assert_eq!(bucket("10"), 0);
+    assert_eq!(bucket("20"), classified);
+    // Each detection's bearings are in the azimuth histogram under their estimator.
+    for estimator in ["model", "music"] {
+        assert_eq!(
+            metrics
+                .detection_azimuth_degrees
+                .with_label_values(&["band128-aoa", estimator])
+                .get_sample_count(),
+            detections.len() as u64,
+            "{estimator}"
+        );
+    }
+}
+
+/// Without an array estimator a model's angles are the only bearing: no `doa_*`, and nothing
+/// to compare, so no disagreement series.
+#[test]
+fn a_model_with_angles_and_no_array_estimator_gives_its_bearing_alone() {
+    if !common::runtime_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let card = band_aoa_model(dir.path(), "band128-aoa", LEARNED_ANGLES);
+    let config = specwatch::daemon::replay_config(&ReplayRequest {
+        capture: tones_path(),
+        models: vec![card],
+        ..Default::default()
+    })
+    .expect("replay config");
+    let station = specwatch::flowgraph::Station::prepare(&config).expect("prepare");
+    let sink = specwatch::flowgraph::CollectingSink::new();
+    let metrics = specwatch::telemetry::Metrics::new();
+    station
+        .start(sink.clone(), metrics.clone())
+        .expect("start")
+        .join()
+        .expect("run");
+    let detections = sink.take();
+    assert_eq!(detections.len(), 9216 / 128);
+    for d in &detections {
+        assert_eq!(d.azimuth_deg, Some(LEARNED_ANGLES.0));
+        assert_eq!(d.model_azimuth_deg, Some(LEARNED_ANGLES.0));
+        assert_eq!(
+            (
+                d.doa_azimuth_deg,
+                d.doa_elevation_deg,
+                d.doa_method.as_deref()
+            ),
+            (None, None, None)
+        );
+    }
+    assert!(
+        !metrics
+            .render()
+            .contains("specwatch_bearing_disagreement_degrees_count"),
+        "no disagreement series without an array estimator"
+    );
 }
 
 #[test]
@@ -1264,7 +1506,8 @@ fn uhd_source_without_a_device_retries_then_fails_naming_it() {
 }
 
 /// A real Prometheus server scrapes the running daemon (`specwatch run` on a looped one-channel
-/// capture and a looped four-channel array capture with a MUSIC bearing), and every Grafana panel
+/// capture and a looped four-channel array capture with a model that gives angles and a MUSIC
+/// bearing beside them), and every Grafana panel
 /// query and dashboard variable returns finite data from it; `promtool check metrics` accepts
 /// the daemon's exposition.
 #[test]
@@ -1281,7 +1524,7 @@ fn prometheus_scraping_the_running_daemon_has_data_for_every_dashboard_panel() {
     };
     let dir = common::scratch();
     let card = fixture::band_model(dir.path(), "band128", 1, 128);
-    let array_card = fixture::band_model(dir.path(), "band128-array", 1, 128);
+    let array_card = band_aoa_model(dir.path(), "band128-array", LEARNED_ANGLES);
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let config = dir.path().join("station.toml");
@@ -1389,7 +1632,7 @@ step_deg = 2.0
     );
 
     // What the panels show is what the daemon did: both models classified windows, the
-    // array model's detections carry azimuths, and the gate held back the noise.
+    // array model's detections carry both bearings, and the gate held back the noise.
     let value = |expr: &str| -> f64 {
         let samples = prom.query(expr).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(samples.len(), 1, "{expr}: {samples:?}");
@@ -1401,7 +1644,25 @@ step_deg = 2.0
         ));
         assert!(classified > 0.0, "{model} classified {classified}");
     }
-    assert!(value("sum(specwatch_detection_azimuth_degrees_count{model=\"band128-array\"})") > 0.0);
+    for estimator in ["model", "music"] {
+        assert!(
+            value(&format!(
+                "sum(specwatch_detection_azimuth_degrees_count{{model=\"band128-array\", estimator=\"{estimator}\"}})"
+            )) > 0.0,
+            "no {estimator} azimuths"
+        );
+    }
+    // The model says 35°, MUSIC about 20°: every compared window disagrees by about 15°.
+    assert!(
+        value("sum(specwatch_bearing_disagreement_degrees_count{model=\"band128-array\"})") > 0.0
+    );
+    let median = value(
+        "histogram_quantile(0.5, sum by (le) (specwatch_bearing_disagreement_degrees_bucket{model=\"band128-array\"}))",
+    );
+    assert!(
+        (10.0..=20.0).contains(&median),
+        "median disagreement {median}"
+    );
     // The one-channel model has no bearing to give.
     assert!(
         !prom

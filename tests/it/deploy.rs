@@ -551,7 +551,7 @@ fn check_expr(
 #[test]
 fn metric_list_is_readable_and_complete() {
     let metrics = interface_metrics();
-    assert_eq!(metrics.len(), 22, "deploy/metrics.md lists 22 metrics");
+    assert_eq!(metrics.len(), 23, "deploy/metrics.md lists 23 metrics");
     let names: BTreeSet<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names.len(), metrics.len(), "a metric is listed twice");
     for m in &metrics {
@@ -575,6 +575,15 @@ fn metric_list_is_readable_and_complete() {
         dropped.label_values["reason"],
         ["queue_full", "nonfinite", "shutdown"],
         "reasons read from the meaning column"
+    );
+    let azimuth = metrics
+        .iter()
+        .find(|m| m.name == "specwatch_detection_azimuth_degrees")
+        .unwrap();
+    assert_eq!(
+        azimuth.label_values["estimator"],
+        specwatch::telemetry::BEARING_ESTIMATORS,
+        "the documented estimators are the daemon's"
     );
 }
 
@@ -768,6 +777,7 @@ fn dashboard_is_well_formed() {
         "Detections by class",
         "SNR distribution",
         "AoA azimuth distribution",
+        "AoA bearing disagreement",
         "Inference latency p50 / p99",
         "Batch size",
         "Windows dropped by reason",

@@ -356,6 +356,7 @@ fn detections() -> Vec<Annotation> {
             azimuth_deg: Some(-12.5),
             elevation_deg: None,
             detail: None,
+            ..Default::default()
         },
         Annotation {
             sample_start: 0,
@@ -364,6 +365,11 @@ fn detections() -> Vec<Annotation> {
             confidence: Some(0.6),
             azimuth_deg: Some(30.0),
             elevation_deg: Some(5.0),
+            model_azimuth_deg: Some(30.0),
+            model_elevation_deg: Some(5.0),
+            doa_azimuth_deg: Some(41.5),
+            doa_elevation_deg: Some(-2.0),
+            doa_method: Some("music".into()),
             ..Default::default()
         },
     ]
@@ -419,6 +425,14 @@ fn sigmf_written_by_rust_passes_the_sigmf_validator() {
     let anns = v["annotations"].as_array().unwrap();
     assert_eq!(anns[0]["core:label"], "AM-SSB-SC", "sorted by sample_start");
     assert_eq!(anns[0]["spatial:signal_bearing"]["elevation"], 5.0);
+    assert_eq!(
+        anns[0]["specwatch:model_bearing"],
+        serde_json::json!({"azimuth": 30.0, "elevation": 5.0})
+    );
+    assert_eq!(
+        anns[0]["specwatch:doa_bearing"],
+        serde_json::json!({"azimuth": 41.5, "elevation": -2.0, "method": "music"})
+    );
     assert_eq!(anns[1]["core:label"], "QAM16");
     assert_eq!(anns[1]["spatial:signal_azimuth"], -12.5);
     assert_eq!(anns[1]["signal:detail"]["mod_class"], "qam");
@@ -432,6 +446,139 @@ fn sigmf_written_by_rust_passes_the_sigmf_validator() {
     let read_back = &cap.sigmf().unwrap().annotations;
     assert_eq!(read_back[1].azimuth_deg, Some(-12.5));
     assert_eq!(read_back[1].confidence, Some(0.91));
+    assert_eq!(
+        Annotation {
+            detail: None,
+            ..read_back[0].clone()
+        },
+        detections()[1],
+        "both bearings read back (signal:detail is derived from the label when written)"
+    );
+}
+
+/// Detections of an array station written back as annotations of its recording: each carries
+/// the station's bearing (`spatial:signal_bearing`) and both estimators' bearings
+/// (`specwatch:model_bearing`, `specwatch:doa_bearing`), validated by the `sigmf` package.
+#[test]
+fn detections_written_back_as_annotations_carry_both_bearings() {
+    use specwatch::store::Detection;
+    let both = Detection {
+        id: 7,
+        time_ns: 1_714_564_800_000_000_000,
+        stream: "x300".into(),
+        sample_start: 256,
+        sample_count: 128,
+        channel: 0,
+        channels: vec![0, 1, 2, 3],
+        center_freq_hz: Some(2.45e9),
+        model: "amc-aoa".into(),
+        model_version: "1.2.0".into(),
+        class: "QPSK".into(),
+        confidence: 0.875,
+        top_k: vec![("QPSK".into(), 0.875)],
+        snr_db: Some(f32::NAN),
+        azimuth_deg: Some(35.0),
+        elevation_deg: Some(10.0),
+        model_azimuth_deg: Some(35.0),
+        model_elevation_deg: Some(10.0),
+        doa_azimuth_deg: Some(20.25),
+        doa_elevation_deg: Some(9.5),
+        doa_method: Some("music".into()),
+        windows: 1,
+        observed_ns: 0,
+    };
+    // A model without angle outputs: MUSIC's bearing is the station's and the only one.
+    let array_only = Detection {
+        sample_start: 512,
+        snr_db: Some(14.0),
+        azimuth_deg: Some(20.5),
+        elevation_deg: Some(9.75),
+        model_azimuth_deg: None,
+        model_elevation_deg: None,
+        doa_azimuth_deg: Some(20.5),
+        doa_elevation_deg: Some(9.75),
+        ..both.clone()
+    };
+    let anns: Vec<Annotation> = [&both, &array_only].map(Annotation::from).to_vec();
+    assert_eq!(
+        anns[0],
+        Annotation {
+            sample_start: 256,
+            sample_count: Some(128),
+            label: Some("QPSK".into()),
+            generator: Some("amc-aoa 1.2.0".into()),
+            confidence: Some(0.875),
+            snr_db: None,
+            azimuth_deg: Some(35.0),
+            elevation_deg: Some(10.0),
+            model_azimuth_deg: Some(35.0),
+            model_elevation_deg: Some(10.0),
+            doa_azimuth_deg: Some(20.25),
+            doa_elevation_deg: Some(9.5),
+            doa_method: Some("music".into()),
+            ..Default::default()
+        },
+        "a non-finite SNR is left out"
+    );
+    let json = anns[1].to_json();
+    assert!(json.get("specwatch:model_bearing").is_none());
+    assert_eq!(
+        json["specwatch:doa_bearing"],
+        serde_json::json!({"azimuth": 20.5, "elevation": 9.75, "method": "music"})
+    );
+
+    let dir = scratch();
+    let sig = test_signal(4, 1024);
+    let (meta, _) = write_recording(
+        &dir.path().join("array"),
+        &sig,
+        RecordingInfo::cf32(1e6),
+        &[],
+    )
+    .unwrap();
+    write_annotations(&meta, &anns).unwrap();
+    let r = SigmfReader::open(&meta).unwrap();
+    let read_back: Vec<Annotation> = r
+        .meta()
+        .annotations
+        .iter()
+        .map(|a| Annotation {
+            detail: None,
+            ..a.clone()
+        })
+        .collect();
+    assert_eq!(
+        read_back, anns,
+        "read back as written (signal:detail is derived from the label)"
+    );
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let root: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let specwatch_ext = root["global"]["core:extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "specwatch")
+        .expect("the specwatch extension is declared");
+    assert_eq!(
+        specwatch_ext["version"],
+        specwatch::iq::sigmf::SPECWATCH_EXTENSION_VERSION
+    );
+
+    let Some(py) = python() else { return };
+    write_raw_c8(&dir.path().join("ref.bin"), &sig.concat());
+    let out = run_python(
+        &py,
+        VALIDATE,
+        &[s(&meta), s(&dir.path().join("ref.bin")), "4", "1e-6"],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got = v["annotations"].as_array().unwrap();
+    assert_eq!(got[0]["spatial:signal_bearing"]["azimuth"], 35.0);
+    assert_eq!(got[0]["specwatch:model_bearing"]["azimuth"], 35.0);
+    assert_eq!(got[0]["specwatch:doa_bearing"]["azimuth"], 20.25);
+    assert_eq!(got[0]["specwatch:doa_bearing"]["method"], "music");
+    assert_eq!(got[1]["spatial:signal_bearing"]["azimuth"], 20.5);
+    assert!(got[1].get("specwatch:model_bearing").is_none());
 }
 
 #[test]

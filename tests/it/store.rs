@@ -48,6 +48,11 @@ pub fn detection(i: u64, class: &str, channel: u32) -> Detection {
         snr_db: Some(10.0 + (i % 7) as f32),
         azimuth_deg: Some(-45.5),
         elevation_deg: Some(3.25),
+        model_azimuth_deg: Some(-45.5),
+        model_elevation_deg: Some(3.25),
+        doa_azimuth_deg: Some(-38.75),
+        doa_elevation_deg: Some(2.5),
+        doa_method: Some("music".into()),
         windows: 1,
         observed_ns: now_ns(),
     }
@@ -108,6 +113,11 @@ fn detections_round_trip_with_every_field() {
             snr_db: None,
             azimuth_deg: None,
             elevation_deg: None,
+            model_azimuth_deg: None,
+            model_elevation_deg: None,
+            doa_azimuth_deg: None,
+            doa_elevation_deg: None,
+            doa_method: None,
             top_k: vec![],
             sample_start: u64::from(u32::MAX) * 4,
             ..detection(2, "fm", 2)
@@ -810,12 +820,25 @@ fn unstorable_detections_are_dropped_and_counted() {
     }));
     assert!(w.submit(Detection {
         snr_db: Some(f32::INFINITY),
+        model_azimuth_deg: Some(f32::NAN),
+        doa_azimuth_deg: Some(f32::NEG_INFINITY),
+        doa_elevation_deg: Some(f32::NAN),
         ..detection(1, "bpsk", 0)
     }));
     store.flush().expect("flush");
     let got = all(&store, &DetectionQuery::default());
     assert_eq!(got.len(), 1, "the NaN-confidence detection is refused");
     assert_eq!(got[0].snr_db, None, "a non-finite SNR is stored as unknown");
+    assert_eq!(
+        (
+            got[0].model_azimuth_deg,
+            got[0].model_elevation_deg,
+            got[0].doa_azimuth_deg,
+            got[0].doa_method.as_deref()
+        ),
+        (None, Some(3.25), None, None),
+        "non-finite angles are stored as unknown, and a method without an angle is dropped"
+    );
     assert_eq!(
         metrics
             .detections_dropped_total
@@ -867,6 +890,240 @@ fn subscribers_receive_committed_detections_with_their_ids() {
         .map(|_| events.try_recv().expect("an event").id)
         .collect();
     assert_eq!(received, stored);
+}
+
+/// The schema of a version-1 store, as specwatch wrote it (a frozen copy of
+/// `src/store/schema.rs` at version 1, with the pragmas it set): an existing station's file.
+const V1_STORE_SQL: &str = "
+CREATE TABLE detections (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns        INTEGER NOT NULL,
+    stream         TEXT    NOT NULL,
+    sample_start   INTEGER NOT NULL,
+    sample_count   INTEGER NOT NULL,
+    channel        INTEGER NOT NULL,
+    channels       TEXT    NOT NULL,
+    center_freq_hz REAL,
+    model          TEXT    NOT NULL,
+    model_version  TEXT    NOT NULL,
+    class          TEXT    NOT NULL,
+    confidence     REAL    NOT NULL,
+    top_k          TEXT    NOT NULL,
+    snr_db         REAL,
+    azimuth_deg    REAL,
+    elevation_deg  REAL,
+    windows        INTEGER NOT NULL,
+    observed_ns    INTEGER NOT NULL,
+    time_high_ns   INTEGER NOT NULL
+);
+CREATE INDEX detections_by_time ON detections (time_ns);
+CREATE INDEX detections_by_time_high ON detections (time_high_ns);
+CREATE INDEX detections_by_class ON detections (class, id);
+CREATE INDEX detections_by_model ON detections (model, id);
+CREATE INDEX detections_by_observed ON detections (observed_ns);
+CREATE TABLE detection_channels (
+    detection_id INTEGER NOT NULL,
+    channel      INTEGER NOT NULL,
+    PRIMARY KEY (detection_id, channel)
+) WITHOUT ROWID;
+CREATE INDEX detection_channels_by_channel ON detection_channels (channel, detection_id);
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO store_meta (key, value) VALUES ('max_time_lag_ns', 0);
+PRAGMA application_id = 1399871348;
+PRAGMA user_version = 1;
+";
+
+/// `(name, declared type, nullable)` of every column of `detections` in `path`, in order.
+fn detection_columns(path: &Path) -> Vec<(String, String, bool)> {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT name, type, \"notnull\" FROM pragma_table_info('detections') ORDER BY cid")
+        .expect("table_info");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? == 0)))
+        .expect("columns")
+        .collect::<Result<_, _>>()
+        .expect("columns")
+}
+
+fn user_version(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .and_then(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+        .expect("read user_version")
+}
+
+#[test]
+fn a_version_1_store_is_upgraded_in_place_keeping_its_rows() {
+    let dir = scratch();
+    let cfg = config(dir.path());
+    // A station's store written by the version-1 schema, with one detection carrying a bearing
+    // (then the only bearing a detection had).
+    {
+        let conn = rusqlite::Connection::open(&cfg.path).expect("create a v1 store");
+        conn.execute_batch(V1_STORE_SQL).expect("v1 schema");
+        conn.execute(
+            "INSERT INTO detections (time_ns, stream, sample_start, sample_count, channel, \
+             channels, center_freq_hz, model, model_version, class, confidence, top_k, snr_db, \
+             azimuth_deg, elevation_deg, windows, observed_ns, time_high_ns) VALUES \
+             (?1, 'x300', 4096, 1024, 0, '[0,1,2,3]', 2.45e9, 'amc1024', '1.0.0', 'QPSK', 0.875, \
+             '[[\"QPSK\",0.875]]', 12.5, -31.25, 4.5, 1, ?2, ?1)",
+            rusqlite::params![T0, now_ns()],
+        )
+        .expect("a v1 row");
+        conn.execute_batch("INSERT INTO detection_channels VALUES (1, 0), (1, 1), (1, 2), (1, 3)")
+            .expect("its channels");
+    }
+    assert_eq!(user_version(&cfg.path), 1);
+
+    let (store, metrics) = open(&cfg);
+    assert_eq!(metrics.store_rows.get(), 1);
+    let rows = all(&store, &DetectionQuery::default());
+    assert_eq!(rows.len(), 1);
+    let old = &rows[0];
+    assert_eq!(
+        (
+            old.id,
+            old.stream.as_str(),
+            old.class.as_str(),
+            old.channels.clone()
+        ),
+        (1, "x300", "QPSK", vec![0, 1, 2, 3])
+    );
+    assert_eq!((old.sample_start, old.sample_count), (4096, 1024));
+    assert_eq!(old.top_k, vec![("QPSK".to_owned(), 0.875)]);
+    assert_eq!(
+        (old.azimuth_deg, old.elevation_deg),
+        (Some(-31.25), Some(4.5)),
+        "the old row keeps its (station's) bearing"
+    );
+    assert_eq!(
+        (
+            old.model_azimuth_deg,
+            old.model_elevation_deg,
+            old.doa_azimuth_deg,
+            old.doa_elevation_deg,
+            old.doa_method.as_deref()
+        ),
+        (None, None, None, None, None),
+        "which estimator gave a version-1 bearing was not recorded"
+    );
+    // The channel filter still finds the old row; new rows carry both bearings.
+    let on_channel_3 = all(
+        &store,
+        &DetectionQuery {
+            channel: Some(3),
+            ..DetectionQuery::default()
+        },
+    );
+    assert_eq!(ids(&on_channel_3), [1]);
+    let mut new = detection(1, "bpsk", 0);
+    assert!(store.writer().submit(new.clone()));
+    store.flush().expect("flush");
+    let rows = all(&store, &DetectionQuery::default());
+    assert_eq!(rows.len(), 2);
+    new.id = rows[1].id;
+    assert_eq!(
+        rows[1], new,
+        "every field of a new row, both bearings included"
+    );
+    store.close().expect("close");
+
+    // Upgraded to the current version, with the same columns a new store gets, in place.
+    assert_eq!(user_version(&cfg.path), specwatch::store::SCHEMA_VERSION);
+    assert_eq!(specwatch::store::SCHEMA_VERSION, 2);
+    let fresh = StoreConfig::new(dir.path().join("fresh.sqlite"));
+    open(&fresh).0.close().expect("close");
+    let upgraded_columns = detection_columns(&cfg.path);
+    assert_eq!(upgraded_columns, detection_columns(&fresh.path));
+    for column in [
+        "model_azimuth_deg",
+        "model_elevation_deg",
+        "doa_azimuth_deg",
+        "doa_elevation_deg",
+        "doa_method",
+    ] {
+        assert!(
+            upgraded_columns
+                .iter()
+                .any(|(name, _, nullable)| name == column && *nullable),
+            "nullable column {column} in {upgraded_columns:?}"
+        );
+    }
+    integrity_check(&cfg.path).expect("intact after the upgrade");
+
+    // Opening it again upgrades nothing more and loses nothing.
+    let (store, metrics) = open(&cfg);
+    assert_eq!(metrics.store_rows.get(), 2);
+    assert_eq!(all(&store, &DetectionQuery::default()), rows);
+    store.close().expect("close");
+    assert_eq!(user_version(&cfg.path), 2);
+}
+
+#[test]
+fn merged_runs_keep_every_bearing_of_their_most_confident_window() {
+    let dir = scratch();
+    let cfg = StoreConfig {
+        merge: true,
+        ..config(dir.path())
+    };
+    let (store, _) = open(&cfg);
+    let window = |start: u64, confidence: f32, model_az: f32, doa_az: Option<f32>| Detection {
+        sample_start: start,
+        confidence,
+        azimuth_deg: Some(model_az),
+        model_azimuth_deg: Some(model_az),
+        model_elevation_deg: Some(confidence),
+        doa_azimuth_deg: doa_az,
+        doa_elevation_deg: doa_az.map(|_| -confidence),
+        doa_method: doa_az.map(|_| "music".to_owned()),
+        ..detection(0, "bpsk", 0)
+    };
+    let w = store.writer();
+    assert!(w.submit(window(0, 0.6, 10.0, Some(12.0))));
+    // The most confident window: its bearings (and its lack of an array estimate) win.
+    assert!(w.submit(window(128, 0.9, 30.0, None)));
+    assert!(w.submit(window(256, 0.7, 50.0, Some(52.0))));
+    store.flush().expect("flush");
+    let got = all(&store, &DetectionQuery::default());
+    assert_eq!(got.len(), 1, "one run: {got:?}");
+    let run = &got[0];
+    assert_eq!(run.windows, 3);
+    assert_eq!(
+        (
+            run.azimuth_deg,
+            run.model_azimuth_deg,
+            run.model_elevation_deg
+        ),
+        (Some(30.0), Some(30.0), Some(0.9))
+    );
+    assert_eq!(
+        (
+            run.doa_azimuth_deg,
+            run.doa_elevation_deg,
+            run.doa_method.as_deref()
+        ),
+        (None, None, None),
+        "the array estimate of the most confident window, not of another window"
+    );
+
+    // And a run whose most confident window has both keeps both, method included.
+    assert!(w.submit(window(1024, 0.95, -20.0, Some(-24.5))));
+    assert!(w.submit(window(1152, 0.5, 70.0, Some(71.0))));
+    store.flush().expect("flush");
+    let got = all(&store, &DetectionQuery::default());
+    let run = got.last().expect("second run");
+    assert_eq!(
+        (
+            run.model_azimuth_deg,
+            run.doa_azimuth_deg,
+            run.doa_elevation_deg,
+            run.doa_method.as_deref()
+        ),
+        (Some(-20.0), Some(-24.5), Some(-0.95), Some("music"))
+    );
+    store.close().expect("close");
 }
 
 #[test]
