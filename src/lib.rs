@@ -6,7 +6,7 @@
 //!
 //! # Map
 //! - [`iq`]: sample types and files — `.npy` captures, sidecars, SigMF, dataset folders, RadioML
-//!   loaders.
+//!   loaders, array recordings cut into datasets.
 //! - [`dsp`]: pure functions — framing, normalisation, representations, PSD, SNR estimation,
 //!   energy gate, array manifold and direction finding. The one preprocessing path shared by
 //!   trainer and daemon.
@@ -34,6 +34,7 @@
 //! ```text
 //! synth recipe ──▶ synth::generate ──▶ iq::dataset (folder on disk) ──▶ trainer
 //! RadioML file ──▶ iq::radioml     ──▶ iq::dataset
+//! array recordings (.npy + sidecar) ──▶ iq::recordings ──▶ iq::dataset (+ recording.npy)
 //! capture (.npy / SigMF) ──▶ iq::capture / iq::sigmf ──▶ dsp::frame ──▶ infer::Model
 //!                                       (model card's normalisation + representation, via dsp)
 //! trained weights ──▶ onnx (graph writer) ──▶ models/<name>.onnx + card ──▶ infer::Model

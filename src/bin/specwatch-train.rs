@@ -35,6 +35,10 @@ enum Command {
     Gen(GenArgs),
     /// Convert a public RadioML file (2016.10a/b pickle, 2018.01A HDF5) into a dataset folder.
     ImportRadioml(ImportArgs),
+    /// Cut labelled recordings (NAME.npy + sidecar NAME.json each) into windows as a dataset
+    /// folder that remembers each window's recording, so training splits by recording.
+    #[command(long_about = RECORDINGS_HELP)]
+    ImportRecordings(RecordingsArgs),
     /// Check a dataset folder and print what it holds.
     Inspect {
         /// The dataset folder.
@@ -395,6 +399,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Gen(args) => generate(args),
         Command::ImportRadioml(args) => import(args),
+        Command::ImportRecordings(args) => import_recordings(args),
         Command::Inspect { dir } => inspect(&dir),
         #[cfg(feature = "train")]
         Command::Train(args) => train(*args),
@@ -486,6 +491,86 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("importing {}", args.file.display()))?;
     bar.finish_and_clear();
     print_summary(&args.out, &manifest);
+    Ok(())
+}
+
+const RECORDINGS_HELP: &str = "\
+Cut labelled recordings into windows as a dataset folder that remembers each window's recording.
+
+Each recording is NAME.npy, complex64 or complex128, shape (channels, samples) or (samples,) (read
+in chunks, never whole), with its sidecar NAME.json beside it. Of the sidecar, `truth` is required:
+spans {class, snr_db, azimuth_deg?, elevation_deg?, sample_start, sample_count} on every channel (no
+`channel` field), not overlapping; usually one span covers the whole recording. Windows are cut only
+from inside a span, every --hop samples from its start, and take its class, SNR and angles. Angles
+must be on every span or on none (elevation 0 when only azimuth is given). `sample_rate_hz` and
+`array` are copied into the manifest and must agree between recordings. Every recording must have
+the same number of channels and yield at least one window.
+
+The folder --out holds x.npy complex64 (N, channels, window-len), y.npy, snr.npy, angles.npy (with
+angles) and recording.npy int64 (N,): each window's index into the manifest's source.recordings
+(kind `recordings`: file, samples, windows). `train` then splits whole recordings into
+train/validation/test, stratified by class, so no recording has windows on two sides.
+Recordings are written whole, round-robin over class, so --max-windows takes whole recordings of
+every class.";
+
+#[derive(clap::Args)]
+struct RecordingsArgs {
+    /// Recording files (NAME.npy) or folders of them (their .npy files, sorted by name).
+    #[arg(required = true, value_name = "RECORDING|FOLDER")]
+    recordings: Vec<PathBuf>,
+    /// Output folder (created; an existing dataset there is replaced).
+    #[arg(long)]
+    out: PathBuf,
+    /// Samples per window and channel.
+    #[arg(long, default_value_t = specwatch::iq::recordings::DEFAULT_WINDOW_LEN)]
+    window_len: usize,
+    /// Samples between window starts [default: --window-len, no overlap].
+    #[arg(long)]
+    hop: Option<usize>,
+    /// Keep at most N windows of each recording, spread evenly over it.
+    #[arg(long, value_name = "N")]
+    max_windows_per_recording: Option<usize>,
+    /// Class names in label order, comma-separated; must name every class the sidecars use
+    /// [default: the sidecars' classes sorted by name].
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<String>>,
+    /// Each window's SNR: sidecar (the span's snr_db) or estimate (the daemon's estimator,
+    /// dsp::snr::window_snr_db, per window); the manifest's snr_definition says which.
+    #[arg(long, default_value = "sidecar")]
+    snr: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn import_recordings(args: RecordingsArgs) -> anyhow::Result<()> {
+    use specwatch::iq::recordings::{ConvertOptions, convert, list_recordings};
+
+    let files = list_recordings(&args.recordings)?;
+    let bar = progress_bar(0, args.quiet, "cutting");
+    let progress_bar = bar.clone();
+    let options = ConvertOptions {
+        window_len: args.window_len,
+        hop: args.hop,
+        max_windows_per_recording: args.max_windows_per_recording,
+        classes: args.classes,
+        snr: args.snr.parse()?,
+        progress: Some(Box::new(move |p| {
+            progress_bar.set_length(p.total);
+            progress_bar.set_position(p.done);
+        })),
+    };
+    let manifest = convert(&files, &args.out, &options).with_context(|| {
+        format!(
+            "cutting {} recording(s) into {}",
+            files.len(),
+            args.out.display()
+        )
+    })?;
+    bar.finish_and_clear();
+    print_summary(&args.out, &manifest);
+    let recordings = manifest.recordings().map_or(0, <[_]>::len);
+    println!("recordings: {recordings} (recording.npy gives each window's)");
     Ok(())
 }
 

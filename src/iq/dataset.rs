@@ -7,7 +7,16 @@
 //! DIR/y.npy           int64 (N,)   class index into manifest.classes
 //! DIR/snr.npy         float32 (N,) true per-window SNR in dB (see manifest.snr_definition)
 //! DIR/angles.npy      float32 (N, 2) azimuth, elevation in degrees (only when manifest.has_angles)
+//! DIR/recording.npy   int64 (N,)   index into manifest.source.recordings of the recording each
+//!                     window was cut from (only for datasets cut from recordings)
 //! ```
+//!
+//! **Recordings.** A dataset cut from long recordings ([`DatasetSource::Recordings`], written by
+//! [`super::recordings`]) lists them in `source.recordings` (file name, samples, windows) and says
+//! in `recording.npy` which one each window came from. Windows of one recording are strongly
+//! correlated, so the trainer's split keeps every recording's windows on one side
+//! (`train::data::Split::stratified`). `recording.npy` is int64 like `y.npy` (an int32 file is
+//! read too).
 //!
 //! [`Dataset::open`] checks every file against the manifest before anything is read, and names
 //! the file and the field that disagree.
@@ -68,6 +77,31 @@ pub enum DatasetSource {
         file: String,
         file_bytes: u64,
     },
+    /// Cut into windows from recordings (`.npy` + sidecar each, see [`super::recordings`]);
+    /// `recording.npy` holds each window's index into `recordings`.
+    Recordings {
+        /// Samples between the starts of consecutive windows of one truth span.
+        window_hop: usize,
+        /// The cap on windows taken from one recording, if one was set (they are then spread
+        /// evenly over the recording).
+        max_windows_per_recording: Option<usize>,
+        /// Where each window's SNR comes from: `sidecar` or `estimate` (see `snr_definition`).
+        snr: String,
+        /// The recordings, in the order `recording.npy` indexes them.
+        recordings: Vec<SourceRecording>,
+    },
+}
+
+/// One recording a [`DatasetSource::Recordings`] dataset was cut from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRecording {
+    /// The recording's file name (`NAME.npy`; its sidecar is `NAME.json`).
+    pub file: String,
+    /// Samples per channel in the recording.
+    pub samples: u64,
+    /// Windows of the dataset cut from it (filled in by [`DatasetWriter::finish`]).
+    pub windows: usize,
 }
 
 /// `manifest.json`: everything a reader needs to know about a dataset, and how it was made.
@@ -106,6 +140,14 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The recordings the windows were cut from, for datasets that have `recording.npy`.
+    pub fn recordings(&self) -> Option<&[SourceRecording]> {
+        match &self.source {
+            DatasetSource::Recordings { recordings, .. } => Some(recordings),
+            _ => None,
+        }
+    }
+
     /// SHA-256 of the manifest as written (hex); model cards cite the dataset by this digest.
     pub fn digest_of_file(dir: &Path) -> Result<String, DatasetError> {
         let path = dir.join("manifest.json");
@@ -157,6 +199,21 @@ impl Manifest {
                 format!("names class '{name}' which is not in 'classes'"),
             ));
         }
+        if let Some(recordings) = self.recordings() {
+            if recordings.is_empty() {
+                return Err(bad(
+                    "source.recordings",
+                    "is empty; expected the recordings the windows were cut from".into(),
+                ));
+            }
+            let total: usize = recordings.iter().map(|r| r.windows).sum();
+            if total != self.count {
+                return Err(bad(
+                    "source.recordings",
+                    format!("holds {total} windows in all but 'count' is {}", self.count),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -173,6 +230,8 @@ pub struct DatasetWriter {
     y: NpyWriter<i64>,
     snr: NpyWriter<f32>,
     angles: Option<NpyWriter<f32>>,
+    /// `recording.npy` and the windows written per recording, for datasets cut from recordings.
+    recording: Option<(NpyWriter<i64>, Vec<usize>)>,
     shape: (usize, usize, usize),
     written: usize,
     counts: Vec<usize>,
@@ -188,6 +247,36 @@ impl DatasetWriter {
         window_len: usize,
         n_classes: usize,
         has_angles: bool,
+    ) -> Result<Self, DatasetError> {
+        Self::create_inner(
+            dir, count, channels, window_len, n_classes, has_angles, false,
+        )
+    }
+
+    /// Like [`DatasetWriter::create`], for windows cut from recordings: also writes
+    /// `recording.npy`, so every window must be pushed with [`DatasetWriter::push_recorded`]
+    /// and the manifest's source must be [`DatasetSource::Recordings`].
+    pub fn create_with_recordings(
+        dir: &Path,
+        count: usize,
+        channels: usize,
+        window_len: usize,
+        n_classes: usize,
+        has_angles: bool,
+    ) -> Result<Self, DatasetError> {
+        Self::create_inner(
+            dir, count, channels, window_len, n_classes, has_angles, true,
+        )
+    }
+
+    fn create_inner(
+        dir: &Path,
+        count: usize,
+        channels: usize,
+        window_len: usize,
+        n_classes: usize,
+        has_angles: bool,
+        recordings: bool,
     ) -> Result<Self, DatasetError> {
         std::fs::create_dir_all(dir).map_err(|source| DatasetError::Io {
             path: dir.to_path_buf(),
@@ -213,12 +302,25 @@ impl DatasetWriter {
             }
             None
         };
+        let recording_path = dir.join("recording.npy");
+        let recording = if recordings {
+            Some((NpyWriter::create(&recording_path, &[count])?, Vec::new()))
+        } else {
+            if recording_path.exists() {
+                std::fs::remove_file(&recording_path).map_err(|source| DatasetError::Io {
+                    path: recording_path,
+                    source,
+                })?;
+            }
+            None
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             x: NpyWriter::create(&dir.join("x.npy"), &[count, channels, window_len])?,
             y: NpyWriter::create(&dir.join("y.npy"), &[count])?,
             snr: NpyWriter::create(&dir.join("snr.npy"), &[count])?,
             angles,
+            recording,
             shape: (count, channels, window_len),
             written: 0,
             counts: vec![0; n_classes],
@@ -232,6 +334,30 @@ impl DatasetWriter {
         class: usize,
         snr_db: f32,
         angles_deg: Option<[f32; 2]>,
+    ) -> Result<(), DatasetError> {
+        self.push_inner(iq, class, snr_db, angles_deg, None)
+    }
+
+    /// Appends one window cut from recording `recording` (an index into the manifest's
+    /// `source.recordings`), for a writer made by [`DatasetWriter::create_with_recordings`].
+    pub fn push_recorded(
+        &mut self,
+        iq: &[C32],
+        class: usize,
+        snr_db: f32,
+        angles_deg: Option<[f32; 2]>,
+        recording: usize,
+    ) -> Result<(), DatasetError> {
+        self.push_inner(iq, class, snr_db, angles_deg, Some(recording))
+    }
+
+    fn push_inner(
+        &mut self,
+        iq: &[C32],
+        class: usize,
+        snr_db: f32,
+        angles_deg: Option<[f32; 2]>,
+        recording: Option<usize>,
     ) -> Result<(), DatasetError> {
         let (count, channels, len) = self.shape;
         let problem = if iq.len() != channels * len {
@@ -261,6 +387,17 @@ impl DatasetWriter {
                     "without"
                 }
             ))
+        } else if recording.is_some() != self.recording.is_some() {
+            Some(format!(
+                "window {} {} a recording index but the dataset was declared {} recording.npy",
+                self.written,
+                if recording.is_some() { "has" } else { "lacks" },
+                if self.recording.is_some() {
+                    "with"
+                } else {
+                    "without"
+                }
+            ))
         } else {
             None
         };
@@ -276,6 +413,13 @@ impl DatasetWriter {
         if let (Some(w), Some(a)) = (self.angles.as_mut(), angles_deg) {
             w.write(&a)?;
         }
+        if let (Some((w, per_recording)), Some(r)) = (self.recording.as_mut(), recording) {
+            w.write(&[r as i64])?;
+            if per_recording.len() <= r {
+                per_recording.resize(r + 1, 0);
+            }
+            per_recording[r] += 1;
+        }
         self.counts[class] += 1;
         self.written += 1;
         Ok(())
@@ -287,7 +431,8 @@ impl DatasetWriter {
     }
 
     /// Closes the data files and writes `manifest.json`, filling in `count` and
-    /// `counts_per_class` from what was actually written.
+    /// `counts_per_class` (and, for recordings, each recording's `windows`) from what was
+    /// actually written.
     pub fn finish(self, mut manifest: Manifest) -> Result<Manifest, DatasetError> {
         let (count, channels, len) = self.shape;
         if self.written != count {
@@ -304,6 +449,43 @@ impl DatasetWriter {
         self.snr.finish()?;
         if let Some(a) = self.angles {
             a.finish()?;
+        }
+        let manifest_path = self.dir.join("manifest.json");
+        match (self.recording, &mut manifest.source) {
+            (Some((w, per_recording)), DatasetSource::Recordings { recordings, .. }) => {
+                if per_recording.len() > recordings.len() {
+                    return Err(DatasetError::Manifest {
+                        path: manifest_path,
+                        field: "source.recordings",
+                        problem: format!(
+                            "lists {} recordings but windows were pushed from recording index {}",
+                            recordings.len(),
+                            per_recording.len() - 1
+                        ),
+                    });
+                }
+                w.finish()?;
+                for (i, r) in recordings.iter_mut().enumerate() {
+                    r.windows = per_recording.get(i).copied().unwrap_or(0);
+                }
+            }
+            (None, DatasetSource::Recordings { .. }) => {
+                return Err(DatasetError::Manifest {
+                    path: manifest_path,
+                    field: "source",
+                    problem: "is 'recordings' but the writer was made without recording.npy \
+                              (DatasetWriter::create_with_recordings)"
+                        .into(),
+                });
+            }
+            (Some(_), _) => {
+                return Err(DatasetError::Manifest {
+                    path: manifest_path,
+                    field: "source",
+                    problem: "must be 'recordings' for a dataset written with recording.npy".into(),
+                });
+            }
+            (None, _) => {}
         }
         manifest.format = DATASET_FORMAT.to_string();
         manifest.count = count;
@@ -368,6 +550,9 @@ impl Dataset {
         expect_shape("snr.npy", vec![n])?;
         if manifest.has_angles {
             expect_shape("angles.npy", vec![n, 2])?;
+        }
+        if manifest.recordings().is_some() {
+            expect_shape("recording.npy", vec![n])?;
         }
         let x = NpyReader::<C32>::open(&dir.join("x.npy"))?;
         if x.header.fortran_order {
@@ -435,6 +620,45 @@ impl Dataset {
         Ok(Some(a.chunks_exact(2).map(|c| [c[0], c[1]]).collect()))
     }
 
+    /// The recording each window was cut from (an index into `manifest.source.recordings`), for
+    /// datasets cut from recordings; checked to lie inside that list and to agree with each
+    /// recording's `windows`.
+    pub fn recording_ids(&self) -> Result<Option<Vec<u32>>, DatasetError> {
+        let Some(recordings) = self.manifest.recordings() else {
+            return Ok(None);
+        };
+        let path = self.dir.join("recording.npy");
+        let ids = npy::read_array::<i64>(&path)?.data;
+        let r = recordings.len();
+        let mut counts = vec![0usize; r];
+        for (i, &id) in ids.iter().enumerate() {
+            if id < 0 || id as usize >= r {
+                return Err(DatasetError::Data {
+                    path,
+                    problem: format!(
+                        "recording index {id} at window {i} is outside 0..{r} \
+                         (manifest.json lists {r} recordings)"
+                    ),
+                });
+            }
+            counts[id as usize] += 1;
+        }
+        if let Some((rec, n)) = recordings
+            .iter()
+            .zip(&counts)
+            .find(|(rec, n)| rec.windows != **n)
+        {
+            return Err(DatasetError::Data {
+                path,
+                problem: format!(
+                    "holds {n} windows of recording '{}' but manifest.json says {}",
+                    rec.file, rec.windows
+                ),
+            });
+        }
+        Ok(Some(ids.into_iter().map(|id| id as u32).collect()))
+    }
+
     /// Reads windows `start..start + count` (channel-major within each window) and checks
     /// that every sample is finite.
     pub fn read_windows(&mut self, start: usize, count: usize) -> Result<Vec<C32>, DatasetError> {
@@ -454,5 +678,124 @@ impl Dataset {
             });
         }
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(source: DatasetSource) -> Manifest {
+        Manifest {
+            format: String::new(),
+            source,
+            seed: None,
+            generator_version: "test".into(),
+            classes: vec!["A".into(), "B".into()],
+            window_len: 0,
+            channels: 0,
+            sample_rate_hz: None,
+            snr_grid_db: vec![],
+            snr_definition: "test".into(),
+            count: 0,
+            counts_per_class: BTreeMap::new(),
+            has_angles: false,
+            array: None,
+            notes: vec![],
+        }
+    }
+
+    fn recordings(files: &[&str]) -> DatasetSource {
+        DatasetSource::Recordings {
+            window_hop: 4,
+            max_windows_per_recording: None,
+            snr: "sidecar".into(),
+            recordings: files
+                .iter()
+                .map(|f| SourceRecording {
+                    file: f.to_string(),
+                    samples: 100,
+                    windows: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Five windows of one 4-sample channel from recordings 1, 1, 0, 1, 0.
+    fn write_recorded(dir: &Path) -> Result<Manifest, DatasetError> {
+        let mut w = DatasetWriter::create_with_recordings(dir, 5, 1, 4, 2, false)?;
+        for (i, r) in [1, 1, 0, 1, 0].into_iter().enumerate() {
+            w.push_recorded(&[C32::new(i as f32, 0.0); 4], r, 0.0, None, r)?;
+        }
+        w.finish(manifest(recordings(&["a.npy", "b.npy"])))
+    }
+
+    #[test]
+    fn recording_ids_are_written_counted_and_read_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = write_recorded(tmp.path()).unwrap();
+        let windows: Vec<usize> = m.recordings().unwrap().iter().map(|r| r.windows).collect();
+        assert_eq!(windows, [2, 3]);
+        let d = Dataset::open(tmp.path()).unwrap();
+        assert_eq!(d.recording_ids().unwrap(), Some(vec![1, 1, 0, 1, 0]));
+
+        // A dataset written over it without recordings leaves no stale recording.npy.
+        let mut w = DatasetWriter::create(tmp.path(), 1, 1, 4, 2, false).unwrap();
+        w.push(&[C32::new(0.0, 0.0); 4], 0, 0.0, None).unwrap();
+        let m = w.finish(manifest(DatasetSource::Radioml {
+            variant: "x".into(),
+            file: "x".into(),
+            file_bytes: 0,
+        }));
+        assert!(m.unwrap().recordings().is_none());
+        assert!(!tmp.path().join("recording.npy").exists());
+        assert_eq!(
+            Dataset::open(tmp.path()).unwrap().recording_ids().unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn recording_ids_and_the_manifest_must_agree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // A window without a recording in a writer with recordings, and the reverse.
+        let mut w = DatasetWriter::create_with_recordings(dir, 1, 1, 4, 2, false).unwrap();
+        let e = w.push(&[C32::new(0.0, 0.0); 4], 0, 0.0, None).unwrap_err();
+        assert!(e.to_string().contains("lacks a recording index"), "{e}");
+        let mut w = DatasetWriter::create(dir, 1, 1, 4, 2, false).unwrap();
+        let e = w
+            .push_recorded(&[C32::new(0.0, 0.0); 4], 0, 0.0, None, 0)
+            .unwrap_err();
+        assert!(e.to_string().contains("has a recording index"), "{e}");
+        w.push(&[C32::new(0.0, 0.0); 4], 0, 0.0, None).unwrap();
+        let e = w.finish(manifest(recordings(&["a.npy"]))).unwrap_err();
+        assert!(e.to_string().contains("field 'source'"), "{e}");
+        // An index past the manifest's list.
+        let mut w = DatasetWriter::create_with_recordings(dir, 1, 1, 4, 2, false).unwrap();
+        w.push_recorded(&[C32::new(0.0, 0.0); 4], 0, 0.0, None, 3)
+            .unwrap();
+        let e = w.finish(manifest(recordings(&["a.npy"]))).unwrap_err();
+        assert!(e.to_string().contains("recording index 3"), "{e}");
+
+        // recording.npy edited after the fact: out of range, or disagreeing with the manifest.
+        write_recorded(dir).unwrap();
+        let path = dir.join("recording.npy");
+        npy::write_array(&path, &[5], &[1i64, 1, 0, 1, 2]).unwrap();
+        let e = Dataset::open(dir).unwrap().recording_ids().unwrap_err();
+        assert!(
+            e.to_string().contains("recording.npy")
+                && e.to_string().contains("index 2 at window 4"),
+            "{e}"
+        );
+        npy::write_array(&path, &[5], &[1i64, 1, 1, 1, 0]).unwrap();
+        let e = Dataset::open(dir).unwrap().recording_ids().unwrap_err();
+        assert!(
+            e.to_string().contains("1 windows of recording 'a.npy'"),
+            "{e}"
+        );
+        npy::write_array(&path, &[4], &[1i64, 1, 1, 1]).unwrap();
+        let e = Dataset::open(dir).err().unwrap();
+        assert!(e.to_string().contains("recording.npy"), "{e}");
     }
 }

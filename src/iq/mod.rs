@@ -8,11 +8,14 @@
 //! - [`dataset`]: the dataset folder contract (`manifest.json`, `x.npy`, `y.npy`, `snr.npy`,
 //!   `angles.npy`) shared by the generator, the RadioML importers and the trainer.
 //! - [`radioml`]: loaders for the public RadioML files (2016.10a/b pickles, 2018.01A HDF5).
+//! - [`recordings`]: long labelled recordings (`.npy` + sidecar each) cut into windows as a
+//!   dataset that remembers each window's recording, so training splits by recording.
 
 pub mod capture;
 pub mod dataset;
 pub mod npy;
 pub mod radioml;
+pub mod recordings;
 pub mod sidecar;
 pub mod sigmf;
 

@@ -1,7 +1,8 @@
 //! Dataset folder → batches: raw windows from a [`WindowSource`] (held in memory or streamed
 //! from `x.npy`, [`Residency`]), each through the same `dsp` preprocessing the daemon runs
 //! ([`Normalization::apply`], then [`Representation::write`]) into planar f32 rows `[B, 2C, L]`,
-//! with the windows' classes, true SNRs and angles; a split stratified by class and SNR.
+//! with the windows' classes, true SNRs and angles; a split stratified by class and SNR, or, for
+//! windows cut from recordings, by whole recordings stratified by class.
 //!
 //! Preprocessing happens per batch, so a training set need not fit in memory once streamed
 //! (memory then holds the labels, SNRs, angles and one batch), and augmentations can act on the
@@ -324,7 +325,9 @@ impl SplitFractions {
 
 /// Which windows train, validate and test: indices into the (prefix of the) dataset, each list
 /// sorted. Stratified by class and SNR grid point, so every split sees every (class, SNR) pair
-/// in proportion. Written to `RUN_DIR/split.json` so evaluation never sees training windows.
+/// in proportion; for a dataset cut from recordings, by whole recordings (see
+/// [`Split::stratified`]). Written to `RUN_DIR/split.json` so evaluation never sees training
+/// windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Split {
     pub seed: u64,
@@ -336,18 +339,43 @@ pub struct Split {
     pub train: Vec<u32>,
     pub val: Vec<u32>,
     pub test: Vec<u32>,
+    /// For a split by recording: which recordings (indices into the manifest's
+    /// `source.recordings`) went where. Absent from splits by window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recordings: Option<RecordingSplit>,
+}
+
+/// The recordings of each part of a split by recording, each list sorted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingSplit {
+    pub train: Vec<u32>,
+    pub val: Vec<u32>,
+    pub test: Vec<u32>,
 }
 
 impl Split {
     /// Splits `data` per (class, nearest SNR grid point) stratum: each stratum is shuffled with
     /// `seed` and cut by `fractions` (validation and test rounded to the nearest window; the
     /// rest trains).
+    ///
+    /// When `data` says which recording each window was cut from
+    /// ([`WindowSource::recording_ids`]), whole recordings are split instead, so that no
+    /// recording has windows on two sides (its windows are strongly correlated): each recording
+    /// counts as of the class of most of its windows; each class's recordings are shuffled with
+    /// `seed` and spread evenly over [0, 1) (the k-th of n at (k + ½)/n, classes tied in a seeded
+    /// order); in that order the first `round(R·val)` recordings validate (at least 1), the next
+    /// `round(R·test)` test and the rest (at least 1) train, R being the number of recordings.
+    /// Each part so takes about its fraction of every class's recordings. Fractions count
+    /// recordings, not windows.
     pub fn stratified(
         data: &dyn WindowSource,
         fractions: SplitFractions,
         seed: u64,
     ) -> Result<Split, TrainError> {
         fractions.check()?;
+        if let Some(ids) = data.recording_ids() {
+            return Self::by_recording(data, ids, fractions, seed);
+        }
         let grid = &data.manifest().snr_grid_db;
         let snr_key = |snr: f32| sampler::snr_cell(grid, snr);
         let mut strata: BTreeMap<(i64, i64), Vec<u32>> = BTreeMap::new();
@@ -388,6 +416,92 @@ impl Split {
             train,
             val,
             test,
+            recordings: None,
+        })
+    }
+
+    /// The split by recording (see [`Split::stratified`]).
+    fn by_recording(
+        data: &dyn WindowSource,
+        ids: &[u32],
+        fractions: SplitFractions,
+        seed: u64,
+    ) -> Result<Split, TrainError> {
+        // Windows and class counts of each recording.
+        let mut windows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let mut classes: BTreeMap<u32, BTreeMap<i64, usize>> = BTreeMap::new();
+        for (i, (&r, &y)) in ids.iter().zip(data.labels()).enumerate() {
+            windows.entry(r).or_default().push(i as u32);
+            *classes.entry(r).or_default().entry(y).or_default() += 1;
+        }
+        let n = windows.len();
+        if n < 2 {
+            let of = if data.len() < data.manifest().count {
+                format!(" (the first {} windows, as max-windows asks)", data.len())
+            } else {
+                String::new()
+            };
+            return Err(TrainError::param(
+                "split",
+                format!(
+                    "{}{of} holds windows of {n} recording(s); a split by recording needs at \
+                     least 2 (one to train, one to validate)",
+                    data.dir().display()
+                ),
+            ));
+        }
+        let mut by_class: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (&r, counts) in &classes {
+            // The class of most windows; the lowest among equals.
+            let (&class, _) = counts
+                .iter()
+                .max_by_key(|&(&c, &k)| (k, std::cmp::Reverse(c)))
+                .expect("a recording has windows");
+            by_class.entry(class).or_default().push(r);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for members in by_class.values_mut() {
+            members.shuffle(&mut rng);
+        }
+        let mut tie_order: Vec<i64> = by_class.keys().copied().collect();
+        tie_order.shuffle(&mut rng);
+        let mut order: Vec<(f64, usize, u32)> = Vec::with_capacity(n);
+        for (rank, class) in tie_order.iter().enumerate() {
+            let members = &by_class[class];
+            let m = members.len() as f64;
+            for (k, &r) in members.iter().enumerate() {
+                order.push(((k as f64 + 0.5) / m, rank, r));
+            }
+        }
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let n_val = ((n as f64 * fractions.val).round() as usize).clamp(1, n - 1);
+        let n_test = ((n as f64 * fractions.test).round() as usize).min(n - 1 - n_val);
+        let part = |range: std::ops::Range<usize>| {
+            let mut recordings: Vec<u32> = order[range].iter().map(|&(_, _, r)| r).collect();
+            recordings.sort_unstable();
+            let mut members: Vec<u32> = recordings
+                .iter()
+                .flat_map(|r| windows[r].iter().copied())
+                .collect();
+            members.sort_unstable();
+            (recordings, members)
+        };
+        let (val_r, val) = part(0..n_val);
+        let (test_r, test) = part(n_val..n_val + n_test);
+        let (train_r, train) = part(n_val + n_test..n);
+        Ok(Split {
+            seed,
+            fractions,
+            windows: data.len(),
+            manifest_digest: data.manifest_digest().to_string(),
+            train,
+            val,
+            test,
+            recordings: Some(RecordingSplit {
+                train: train_r,
+                val: val_r,
+                test: test_r,
+            }),
         })
     }
 
@@ -435,6 +549,8 @@ impl Split {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
     use crate::iq::dataset::DatasetSource;
 
     /// `per_cell` windows for each of 2 classes × 3 SNRs, round-robin, one channel of one
@@ -443,6 +559,8 @@ mod tests {
         manifest: Manifest,
         labels: Vec<i64>,
         snr_db: Vec<f32>,
+        /// The recording of each window, for a set cut from recordings.
+        recordings: Option<Vec<u32>>,
     }
 
     impl WindowSource for Cells {
@@ -466,6 +584,9 @@ mod tests {
         }
         fn angles_deg(&self) -> Option<&[[f32; 2]]> {
             None
+        }
+        fn recording_ids(&self) -> Option<&[u32]> {
+            self.recordings.as_deref()
         }
         fn read(&mut self, indices: &[u32]) -> Result<RawBatch, TrainError> {
             Ok(RawBatch {
@@ -512,7 +633,126 @@ mod tests {
             snr_db: (0..n)
                 .map(|i| grid[(i / 2) % 3] + if i % 3 == 0 { 0.4 } else { -0.3 })
                 .collect(),
+            recordings: None,
         }
+    }
+
+    /// Windows cut from recordings: `per_class[c]` recordings of class `c`, `per_recording`
+    /// windows each, the windows of all recordings interleaved (window `i` is window
+    /// `i / R` of recording `i % R`); recording `r` is of class 0 for `r < per_class[0]`, etc.
+    fn recorded(per_class: &[usize], per_recording: usize) -> Cells {
+        let classes: Vec<i64> = per_class
+            .iter()
+            .enumerate()
+            .flat_map(|(c, &n)| std::iter::repeat_n(c as i64, n))
+            .collect();
+        let r = classes.len();
+        let n = r * per_recording;
+        let mut cells = prepared(1);
+        cells.labels = (0..n).map(|i| classes[i % r]).collect();
+        cells.snr_db = vec![10.0; n];
+        cells.recordings = Some((0..n).map(|i| (i % r) as u32).collect());
+        cells.manifest.count = n;
+        cells
+    }
+
+    /// The part (0 train, 1 val, 2 test) of each recording, checking that none is split.
+    fn parts_of_recordings(data: &Cells, s: &Split) -> BTreeMap<u32, usize> {
+        let ids = data.recordings.as_ref().unwrap();
+        let mut part_of: BTreeMap<u32, usize> = BTreeMap::new();
+        for (part, list) in [&s.train, &s.val, &s.test].into_iter().enumerate() {
+            for &i in list {
+                let r = ids[i as usize];
+                let before = *part_of.entry(r).or_insert(part);
+                assert_eq!(
+                    before, part,
+                    "recording {r} has windows in parts {before} and {part}"
+                );
+            }
+        }
+        part_of
+    }
+
+    #[test]
+    fn split_by_recording_keeps_every_recording_on_one_side() {
+        let data = recorded(&[10, 10], 6);
+        let s = Split::stratified(&data, SplitFractions::default(), 5).unwrap();
+        let part_of = parts_of_recordings(&data, &s);
+        assert_eq!(part_of.len(), 20);
+        // 20 recordings: round(3) validate, round(3) test, 14 train; 6 windows each.
+        let rec = s.recordings.as_ref().unwrap();
+        assert_eq!((rec.train.len(), rec.val.len(), rec.test.len()), (14, 3, 3));
+        assert_eq!((s.train.len(), s.val.len(), s.test.len()), (84, 18, 18));
+        for (part, list) in [&rec.train, &rec.val, &rec.test].into_iter().enumerate() {
+            assert!(list.iter().all(|r| part_of[r] == part));
+        }
+        let mut all: Vec<u32> = [&s.train, &s.val, &s.test]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..120).collect::<Vec<u32>>());
+        // Both classes on every side (stratified), the same for the same seed, not another.
+        for list in [&rec.train, &rec.val, &rec.test] {
+            let classes: BTreeSet<u32> = list.iter().map(|r| r / 10).collect();
+            assert_eq!(classes.len(), 2, "{list:?}");
+        }
+        assert_eq!(
+            s,
+            Split::stratified(&data, SplitFractions::default(), 5).unwrap()
+        );
+        assert_ne!(
+            s.recordings,
+            Split::stratified(&data, SplitFractions::default(), 6)
+                .unwrap()
+                .recordings
+        );
+        // split.json records the recordings; a split by window does not.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["recordings"]["val"].as_array().unwrap().len(), 3);
+        let by_window = Split::stratified(&prepared(4), SplitFractions::default(), 1).unwrap();
+        assert!(
+            serde_json::to_value(&by_window)
+                .unwrap()
+                .get("recordings")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn split_by_recording_takes_each_class_in_proportion() {
+        // 40 recordings of class 0, 8 of class 1: 7 validate (about 6 + 1), 7 test.
+        let data = recorded(&[40, 8], 3);
+        for seed in 0..5 {
+            let s = Split::stratified(&data, SplitFractions::default(), seed).unwrap();
+            parts_of_recordings(&data, &s);
+            let rec = s.recordings.unwrap();
+            assert_eq!((rec.val.len(), rec.test.len()), (7, 7));
+            for list in [&rec.val, &rec.test] {
+                let minority = list.iter().filter(|&&r| r >= 40).count();
+                assert!((1..=2).contains(&minority), "seed {seed}: {list:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_by_recording_works_with_few_recordings_and_refuses_one() {
+        // 3 recordings per class: 1 validates, 1 tests, 4 train (both classes).
+        let data = recorded(&[3, 3], 4);
+        let s = Split::stratified(&data, SplitFractions::default(), 2).unwrap();
+        parts_of_recordings(&data, &s);
+        let rec = s.recordings.unwrap();
+        assert_eq!((rec.train.len(), rec.val.len(), rec.test.len()), (4, 1, 1));
+        assert_eq!(rec.train.iter().filter(|&&r| r < 3).count(), 2);
+        // Two recordings: one trains, one validates, none tests.
+        let s = Split::stratified(&recorded(&[1, 1], 4), SplitFractions::default(), 2).unwrap();
+        let rec = s.recordings.unwrap();
+        assert_eq!((rec.train.len(), rec.val.len(), rec.test.len()), (1, 1, 0));
+        let e = Split::stratified(&recorded(&[1], 8), SplitFractions::default(), 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'split'") && e.contains("1 recording(s)"), "{e}");
     }
 
     #[test]

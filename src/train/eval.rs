@@ -1222,6 +1222,9 @@ fn describe_source(m: &Manifest) -> String {
             None => format!("synthetic, recipe {recipe}"),
         },
         DatasetSource::Radioml { variant, file, .. } => format!("RadioML {variant} ({file})"),
+        DatasetSource::Recordings { recordings, .. } => {
+            format!("cut from {} recordings", recordings.len())
+        }
     }
 }
 

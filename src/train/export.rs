@@ -532,6 +532,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportReport, TrainError> {
         .unwrap_or_else(|| match &manifest.source {
             DatasetSource::Synth { recipe, .. } => recipe.clone(),
             DatasetSource::Radioml { variant, .. } => variant.clone(),
+            DatasetSource::Recordings { .. } => "recordings".into(),
         });
     let t = &record.train;
     let mut training = json!({

@@ -3,7 +3,8 @@
 //! - [`data`]: a dataset folder → batches: raw windows (from memory or streamed from disk),
 //!   perhaps augmented, through the one `dsp` preprocessing path (normalisation,
 //!   representation) into burn tensors `[B, 2C, L]` with the windows' classes, true and
-//!   estimated SNRs and angles; a split stratified by class and SNR (`split.json`).
+//!   estimated SNRs and angles; a split stratified by class and SNR (`split.json`), or by
+//!   recording for datasets cut from recordings (a recording's windows all on one side).
 //! - [`models`]: the architectures, one file each and one registry line, each with options of
 //!   its own, an embedding and a classifier head.
 //! - [`fit`]: the run shell — the run folder, a cosine schedule, validation each epoch, early

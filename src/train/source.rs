@@ -19,6 +19,10 @@
 //! is read). A `max_windows` prefix is a balanced subset, because
 //! datasets are laid out round-robin over class and SNR.
 //!
+//! Datasets cut from recordings ([`crate::iq::recordings`]) also say which recording each window
+//! came from ([`WindowSource::recording_ids`], from `recording.npy`), so that the split can keep a
+//! recording's windows together; other sources have none.
+//!
 //! [`snr_estimates_db`] gives the *served* SNR of a batch's windows: the estimate the daemon
 //! computes for a model's `snr_db` input — [`crate::dsp::snr::estimate_snr_db`] of each channel, averaged in dB
 //! over the channels.
@@ -109,6 +113,11 @@ pub trait WindowSource: Send {
     fn snr_db(&self) -> &[f32];
     /// Azimuth and elevation of every window, degrees, when the dataset has them.
     fn angles_deg(&self) -> Option<&[[f32; 2]]>;
+    /// The recording every window was cut from (an index into the manifest's
+    /// `source.recordings`), for datasets cut from recordings; `None` for the rest.
+    fn recording_ids(&self) -> Option<&[u32]> {
+        None
+    }
     /// The windows `indices` (any order, repeats allowed), in that order. An index at or beyond
     /// [`len`](Self::len) is an error naming it.
     fn read(&mut self, indices: &[u32]) -> Result<RawBatch, TrainError>;
@@ -178,6 +187,7 @@ struct FolderMeta {
     labels: Vec<i64>,
     snr_db: Vec<f32>,
     angles_deg: Option<Vec<[f32; 2]>>,
+    recording_ids: Option<Vec<u32>>,
 }
 
 impl FolderMeta {
@@ -191,6 +201,10 @@ impl FolderMeta {
         if let Some(a) = angles_deg.as_mut() {
             a.truncate(n);
         }
+        let mut recording_ids = dataset.recording_ids()?;
+        if let Some(r) = recording_ids.as_mut() {
+            r.truncate(n);
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest: dataset.manifest.clone(),
@@ -198,6 +212,7 @@ impl FolderMeta {
             labels,
             snr_db,
             angles_deg,
+            recording_ids,
         })
     }
 
@@ -321,6 +336,9 @@ impl WindowSource for MemorySource {
     fn angles_deg(&self) -> Option<&[[f32; 2]]> {
         self.meta.angles_deg.as_deref()
     }
+    fn recording_ids(&self) -> Option<&[u32]> {
+        self.meta.recording_ids.as_deref()
+    }
 
     fn read(&mut self, indices: &[u32]) -> Result<RawBatch, TrainError> {
         self.meta.check(indices)?;
@@ -381,6 +399,9 @@ impl WindowSource for StreamSource {
     }
     fn angles_deg(&self) -> Option<&[[f32; 2]]> {
         self.meta.angles_deg.as_deref()
+    }
+    fn recording_ids(&self) -> Option<&[u32]> {
+        self.meta.recording_ids.as_deref()
     }
 
     fn read(&mut self, indices: &[u32]) -> Result<RawBatch, TrainError> {
@@ -715,6 +736,49 @@ mod tests {
             memory.read(&indices).unwrap(),
             stream.read(&indices).unwrap()
         );
+    }
+
+    #[test]
+    fn recording_ids_are_served_alike_and_cut_to_the_prefix() {
+        assert!(
+            MemorySource::open(folder(6).path(), None)
+                .unwrap()
+                .recording_ids()
+                .is_none()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [0usize, 0, 1, 2, 1, 2, 2];
+        let mut w = DatasetWriter::create_with_recordings(dir.path(), 7, 1, 2, 1, false).unwrap();
+        for (i, &r) in ids.iter().enumerate() {
+            w.push_recorded(&[C32::new(i as f32, 0.0); 2], 0, 0.0, None, r)
+                .unwrap();
+        }
+        let recordings = ["a", "b", "c"]
+            .map(|f| crate::iq::dataset::SourceRecording {
+                file: f.into(),
+                samples: 10,
+                windows: 0,
+            })
+            .to_vec();
+        let mut manifest = MemorySource::open(folder(1).path(), None)
+            .unwrap()
+            .manifest()
+            .clone();
+        manifest.classes = vec!["A".into()];
+        manifest.has_angles = false;
+        manifest.source = DatasetSource::Recordings {
+            window_hop: 2,
+            max_windows_per_recording: None,
+            snr: "sidecar".into(),
+            recordings,
+        };
+        w.finish(manifest).unwrap();
+        for residency in [Residency::Memory, Residency::Stream] {
+            let source = open(dir.path(), residency, None).unwrap();
+            assert_eq!(source.recording_ids(), Some(&[0, 0, 1, 2, 1, 2, 2][..]));
+            let source = open(dir.path(), residency, Some(4)).unwrap();
+            assert_eq!(source.recording_ids(), Some(&[0, 0, 1, 2][..]));
+        }
     }
 
     #[test]
