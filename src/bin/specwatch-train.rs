@@ -308,6 +308,11 @@ struct GenArgs {
     /// SNR grid in dB as MIN:MAX:STEP, both ends included (default: the recipe's).
     #[arg(long, allow_hyphen_values = true)]
     snr: Option<String>,
+    /// What --snr and snr.npy mean: true (the true per-window SNR) or radioml (RadioML 2016.10a's
+    /// nominal label, noise set as its published script did; the true SNR goes to
+    /// snr_true.npy). radioml applies to rml2016a only.
+    #[arg(long, default_value = "true", value_name = "true|radioml")]
+    snr_convention: String,
     /// Only these of the recipe's classes, comma-separated (e.g. QAM16,QAM64 for a specialist
     /// between the two); they keep the recipe's order.
     #[arg(long, value_delimiter = ',')]
@@ -451,6 +456,7 @@ fn generate(args: GenArgs) -> anyhow::Result<()> {
         random_gain: args.random_gain,
     };
     let mut recipe = Recipe::by_name(&args.recipe, &options, args.seed)?;
+    recipe.set_snr_convention(args.snr_convention.parse()?)?;
     if let Some(names) = &args.classes {
         recipe.keep_classes(names)?;
     }

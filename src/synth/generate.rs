@@ -14,8 +14,10 @@ use std::sync::mpsc::sync_channel;
 use rayon::prelude::*;
 
 use super::recipe::{GeneratedWindow, Recipe, snr_grid_values};
+use super::snr_convention::{SnrConvention, TRUE_SNR_FILE};
 use super::{GENERATOR_REVISION, SynthError, window_rng};
-use crate::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
+use crate::iq::dataset::{DatasetError, DatasetSource, DatasetWriter, Manifest};
+use crate::iq::npy::NpyWriter;
 
 /// Most windows generated per chunk (per parallel batch).
 const CHUNK_WINDOWS: usize = 4096;
@@ -106,6 +108,9 @@ pub fn window_slot(index: usize, classes: usize, snr_points: usize) -> (usize, u
 
 /// Generates the dataset described by `recipe` and `spec` into `out`, calling `progress` with
 /// the number of windows written so far. Returns the manifest it wrote.
+///
+/// Under [`SnrConvention::Radioml`] `snr.npy` holds the nominal labels and [`TRUE_SNR_FILE`]
+/// beside it the true SNR of each window; otherwise a stale [`TRUE_SNR_FILE`] is removed.
 pub fn generate_dataset(
     recipe: &Recipe,
     spec: &GenerateSpec,
@@ -123,6 +128,21 @@ pub fn generate_dataset(
         classes,
         recipe.has_angles,
     )?;
+    let true_snr_path = out.join(TRUE_SNR_FILE);
+    let npy_error = |e| SynthError::Dataset(DatasetError::from(e));
+    let mut true_snr = if recipe.snr_convention() == SnrConvention::Radioml {
+        Some(NpyWriter::<f32>::create(&true_snr_path, &[total]).map_err(npy_error)?)
+    } else {
+        if true_snr_path.exists() {
+            std::fs::remove_file(&true_snr_path).map_err(|source| {
+                SynthError::Dataset(DatasetError::Io {
+                    path: true_snr_path.clone(),
+                    source,
+                })
+            })?;
+        }
+        None
+    };
 
     let make = |index: usize| -> (usize, GeneratedWindow) {
         let (class, snr_idx) = window_slot(index, classes, snrs);
@@ -142,8 +162,14 @@ pub fn generate_dataset(
             for chunk in rx {
                 for (class, w) in chunk {
                     writer.push(&w.iq, class, w.snr_db, w.angles_deg)?;
+                    if let Some(t) = true_snr.as_mut() {
+                        t.write(&[w.true_snr_db]).map_err(npy_error)?;
+                    }
                 }
                 progress(writer.written());
+            }
+            if let Some(t) = true_snr {
+                t.finish().map_err(npy_error)?;
             }
             Ok(writer)
         });

@@ -12,6 +12,8 @@
 //! - [`antenna`]: a source seen by an antenna array (steering, element errors, coherent multipath).
 //! - [`recipe`]: the named recipes (`rml2016a`, `rml2018a`, `zsl7`, `aoa4`).
 //! - [`generate`]: deterministic, parallel generation of a whole dataset folder.
+//! - [`snr_convention`]: the SNR axis of `snr.npy` — true per-window SNR, or RadioML 2016.10a's
+//!   nominal label with the noise set as its published script set it.
 //!
 //! Determinism: every window draws from its own random stream, derived from the dataset seed and
 //! the window's index ([`window_rng`]), so the data does not depend on the number of threads.
@@ -26,6 +28,7 @@ pub mod fsk;
 pub mod generate;
 pub mod pulse;
 pub mod recipe;
+pub mod snr_convention;
 
 use std::path::PathBuf;
 

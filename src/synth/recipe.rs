@@ -9,7 +9,9 @@
 //! | `zsl7` | 7 (SigZSLNet) | 1024 | 1 | 0..10 step 1 | 400 | random carrier phase, small CFO |
 //! | `aoa4` | 6 (MoCo X300 testbed) | 1024 | array (4) | −10..20 step 2 | 100 | flat Rician + CFO, array |
 //!
-//! Every recipe adds noise at an exact per-window SNR ([`Recipe::snr_definition`]).
+//! Every recipe adds noise at an exact per-window SNR ([`Recipe::snr_definition`]); `rml2016a` can
+//! instead add it as RadioML 2016.10a's published script did and label windows with its nominal
+//! values ([`Recipe::set_snr_convention`], [`super::snr_convention`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use super::antenna::{ArrayConfig, ArraySource, ElementErrors, Multipath};
 use super::audio::AudioBank;
 use super::channel::{Channel, ChannelConfig, Fading, OffsetWalk, exact_noise};
 use super::classes::{ModContext, modulator};
+use super::snr_convention::{self, SnrConvention};
 use super::{GENERATOR_REVISION, Modulator, RecipeOptions, SynthError, SynthRng};
 use crate::dsp::array::ArrayGeometry;
 use crate::iq::C32;
@@ -42,8 +45,12 @@ const AOA4_CLASSES: [&str; 6] = ["16QAM", "64QAM", "BPSK", "QPSK", "PAM4", "CW-A
 pub struct GeneratedWindow {
     /// `channels × window_len` samples, channel-major.
     pub iq: Vec<C32>,
-    /// The window's SNR measured from the signal and the noise added (dB).
+    /// The window's SNR label (dB): under [`SnrConvention::True`] the SNR measured from the
+    /// signal and the noise added, under [`SnrConvention::Radioml`] the nominal RadioML value.
     pub snr_db: f32,
+    /// The window's true SNR measured from the signal and the noise added (dB); equal to
+    /// `snr_db` under [`SnrConvention::True`].
+    pub true_snr_db: f32,
     /// Azimuth and elevation of the source in degrees (array recipes).
     pub angles_deg: Option<[f32; 2]>,
 }
@@ -56,9 +63,14 @@ pub struct WindowParts {
     pub signal: Vec<C32>,
     /// The noise added, `[channels, window_len]`.
     pub noise: Vec<C32>,
-    /// The random receiver gain (1 unless the option is on).
+    /// The gain applied to signal and noise together: the random receiver gain (1 unless the
+    /// option is on), times, under [`SnrConvention::Radioml`], the script's per-window
+    /// normalisation (one over the sum of the window's magnitudes).
     pub gain: f32,
+    /// The label (see [`GeneratedWindow::snr_db`]).
     pub snr_db: f32,
+    /// The true SNR of `signal` against `noise` (dB).
+    pub true_snr_db: f32,
     pub angles_deg: Option<[f32; 2]>,
 }
 
@@ -70,6 +82,7 @@ impl WindowParts {
             noise,
             gain,
             snr_db,
+            true_snr_db,
             angles_deg,
         } = self;
         for (s, n) in signal.iter_mut().zip(&noise) {
@@ -78,6 +91,7 @@ impl WindowParts {
         GeneratedWindow {
             iq: signal,
             snr_db,
+            true_snr_db,
             angles_deg,
         }
     }
@@ -102,6 +116,7 @@ pub struct Recipe {
     channel: Channel,
     array: Option<ArraySource>,
     options: RecipeOptions,
+    snr_convention: SnrConvention,
     audio: serde_json::Value,
     notes: Vec<String>,
     /// The recipe's full class list, when [`keep_classes`](Self::keep_classes) kept a subset.
@@ -119,6 +134,7 @@ impl fmt::Debug for Recipe {
             .field("channel", self.channel.config())
             .field("array", &self.array.as_ref().map(|a| a.config()))
             .field("options", &self.options)
+            .field("snr_convention", &self.snr_convention)
             .finish_non_exhaustive()
     }
 }
@@ -200,6 +216,7 @@ impl Recipe {
             channel,
             array,
             options: options.clone(),
+            snr_convention: SnrConvention::True,
             audio: audio_json,
             notes: spec.notes.iter().map(|n| n.to_string()).collect(),
             class_subset_of: None,
@@ -244,7 +261,42 @@ impl Recipe {
         Ok(())
     }
 
+    /// Which SNR axis [`generate`](Self::generate) labels windows on ([`SnrConvention::True`]
+    /// unless [`set_snr_convention`](Self::set_snr_convention) said otherwise).
+    pub fn snr_convention(&self) -> SnrConvention {
+        self.snr_convention
+    }
+
+    /// Makes [`generate`](Self::generate) add noise by `convention`: the true per-window SNR
+    /// (the default), or RadioML 2016.10a's nominal SNR, which only `rml2016a` — the recipe whose
+    /// generator was published — accepts.
+    pub fn set_snr_convention(&mut self, convention: SnrConvention) -> Result<(), SynthError> {
+        if convention == SnrConvention::Radioml && self.name != "rml2016a" {
+            return Err(SynthError::Param {
+                name: "snr-convention",
+                problem: format!(
+                    "is 'radioml', which only recipe rml2016a has (RadioML 2016.10a's published \
+                     script), not '{}'",
+                    self.name
+                ),
+            });
+        }
+        self.snr_convention = convention;
+        Ok(())
+    }
+
+    /// The mean power gain of the RadioML channel's paths as the script gave them (`Σ mags²`,
+    /// 1.73 for `[1, 0.8, 0.3]`), which this recipe's channel normalises to 1.
+    pub fn radioml_path_power(&self) -> f64 {
+        self.channel
+            .config()
+            .fading
+            .as_ref()
+            .map_or(1.0, |f| f.gains.iter().map(|g| g * g).sum())
+    }
+
     /// Generates one window of class index `class` at `snr_db`, drawing everything from `rng`.
+    /// Under [`SnrConvention::Radioml`], `snr_db` is the nominal RadioML value.
     ///
     /// # Panics
     /// If `class` is not below `classes.len()`, or `snr_db` is NaN or −∞.
@@ -264,14 +316,35 @@ impl Recipe {
             _ => propagated,
         };
         self.channel.receive(rng, &mut signal, self.channels);
-        let (noise, snr_db) = exact_noise(rng, &signal, snr_db);
-        let gain = self.channel.draw_gain(rng);
-        WindowParts {
-            signal,
-            noise,
-            gain,
-            snr_db,
-            angles_deg: placement.map(|p| [p.azimuth_deg as f32, p.elevation_deg as f32]),
+        let angles_deg = placement.map(|p| [p.azimuth_deg as f32, p.elevation_deg as f32]);
+        match self.snr_convention {
+            SnrConvention::True => {
+                let (noise, snr_db) = exact_noise(rng, &signal, snr_db);
+                let gain = self.channel.draw_gain(rng);
+                WindowParts {
+                    signal,
+                    noise,
+                    gain,
+                    snr_db,
+                    true_snr_db: snr_db,
+                    angles_deg,
+                }
+            }
+            SnrConvention::Radioml => {
+                // The script's levels: its path gains were not normalised.
+                let level = self.radioml_path_power().sqrt() as f32;
+                signal.iter_mut().for_each(|s| *s *= level);
+                let (noise, true_snr_db) = snr_convention::radioml_noise(rng, &signal, snr_db);
+                let gain = self.channel.draw_gain(rng) * snr_convention::l1_scale(&signal, &noise);
+                WindowParts {
+                    signal,
+                    noise,
+                    gain,
+                    snr_db,
+                    true_snr_db,
+                    angles_deg,
+                }
+            }
         }
     }
 
@@ -306,6 +379,11 @@ impl Recipe {
             "snr_definition": self.snr_definition(),
             "notes": self.notes(),
         });
+        params[snr_convention::PARAMS_KEY] = serde_json::json!(self.snr_convention.name());
+        if self.snr_convention == SnrConvention::Radioml {
+            params["true_snr_file"] = serde_json::json!(snr_convention::TRUE_SNR_FILE);
+            params["radioml_path_power"] = serde_json::json!(self.radioml_path_power());
+        }
         // Only a subset adds the key, so the parameters of a full recipe (and the digests of its
         // datasets) stay as they were.
         if let Some(all) = &self.class_subset_of {
@@ -321,6 +399,22 @@ impl Recipe {
 
     /// What the SNR label means.
     pub fn snr_definition(&self) -> String {
+        if self.snr_convention == SnrConvention::Radioml {
+            return format!(
+                "RadioML 2016.10a's nominal SNR in dB (snr_convention 'radioml'), not a measured SNR: the noise is \
+                 set as the published generate_RML2016.10a.py set it, complex white Gaussian noise of RMS \
+                 noise_amp = 10**(-snr/10.0) (power 10^(-snr/5)) added to the received signal at the script's level \
+                 (unit-power transmitter, multipath path gains [1, 0.8, 0.3] not normalised: mean power {:.2}), and \
+                 each window is then divided by the sum of its magnitudes, as the script did. For a unit-power \
+                 transmitter the true SNR is about 2*snr + {:.2} dB. The true per-window SNR of each window — \
+                 10*log10(mean|s|^2 / mean|n|^2) over the window, measured from the signal and noise added, over the \
+                 full sampled bandwidth ({} Hz) — is in {}.",
+                self.radioml_path_power(),
+                10.0 * self.radioml_path_power().log10(),
+                self.sample_rate_hz,
+                snr_convention::TRUE_SNR_FILE
+            );
+        }
         let over = if self.channels > 1 {
             "all channels of the window together (each element receives the same mean power, so the per-element SNR equals the window SNR on average)"
         } else {
@@ -341,7 +435,12 @@ impl Recipe {
 
     /// The documented choices behind this recipe.
     pub fn notes(&self) -> Vec<String> {
-        self.notes.clone()
+        let mut notes = self.notes.clone();
+        if self.snr_convention == SnrConvention::Radioml {
+            notes.retain(|n| n != TRUE_SNR_NOTE);
+            notes.push(RADIOML_SNR_NOTE.to_string());
+        }
+        notes
     }
 }
 
@@ -376,11 +475,17 @@ pub fn snr_grid_values((min, max, step): (f32, f32, f32)) -> Result<Vec<f32>, Sy
         .collect())
 }
 
+/// The note on SNR labels of a dataset on the true-SNR axis.
+const TRUE_SNR_NOTE: &str = "SNR labels are true per-window SNRs (see snr_definition); RadioML's published labels are nominal noise settings, not true SNRs.";
+
+/// The note on SNR labels of a dataset on RadioML's nominal axis.
+const RADIOML_SNR_NOTE: &str = "snr.npy holds RadioML 2016.10a's nominal SNR labels (snr_convention 'radioml'): the noise is set as the published script set it (noise_amp = 10**(-snr/10.0), an amplitude, so one nominal dB is two true ones) and windows are divided by the sum of their magnitudes as the script did; snr_true.npy holds each window's true SNR. Every class transmits at unit mean power here; the script's linear classes took gr-mapper's constellation scaling, which changed in October 2016, and its AM-SSB flowgraph emitted zeros.";
+
 fn spec(name: &str) -> Result<Spec, SynthError> {
     const COMMON: [&str; 3] = [
         "Generated by specwatch's implementation of the published recipe; not the original dataset files.",
         "Each window is a slice of a run of the channel: walks with a run length (run_samples) start at 0 Hz at the run's start, as GNU Radio's do, and the window at a uniformly random sample of the run; walks without one start from their stationary spread (uniform within ±max). Faders start with fresh phases at a random time, and the carrier phase is uniform.",
-        "SNR labels are true per-window SNRs (see snr_definition); RadioML's published labels are nominal noise settings, not true SNRs.",
+        TRUE_SNR_NOTE,
     ];
     let rml_fs = 200e3;
     let spec = match name {
