@@ -212,7 +212,7 @@ struct TrainArgs {
     /// Weight decay; with Adam, above 0 trains with AdamW (decoupled) [default: 0].
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// The optimiser: adam, sgd, lamb, or JSON with its settings, e.g.
+    /// The optimiser: adam, sgd, lamb, lars, or JSON with its settings, e.g.
     /// {"name":"sgd","momentum":0.9,"nesterov":true} [default: adam].
     #[arg(long, value_name = "NAME|JSON")]
     optimizer: Option<String>,
@@ -231,9 +231,10 @@ struct TrainArgs {
     /// refused with the architecture's list.
     #[arg(long = "arch-opt", value_name = "KEY=VALUE")]
     arch_opt: Vec<String>,
-    /// The objective as JSON, or a file holding it [default: {"kind":"classify","loss":
+    /// The objective as JSON, a file holding it, or a kind's name with its defaults
+    /// (classify, multitask, moco_v3) [default: {"kind":"classify","loss":
     /// {"name":"cross_entropy"}}]; e.g. focal loss: {"kind":"classify","loss":{"name":"focal",
-    /// "gamma":2}}.
+    /// "gamma":2}}; MoCo v3 pretraining: {"kind":"moco_v3","temperature":{"min":0.1,"max":0.2}}.
     #[arg(long, value_name = "JSON|FILE")]
     objective: Option<String>,
     /// Augmentations of the raw training windows, as a JSON list or a file holding one, e.g.
@@ -695,7 +696,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             };
             config.optimizer = serde_json::from_str(&json).map_err(|e| {
                 anyhow::anyhow!(
-                    "--optimizer is '{text}': {e}; expected adam, sgd, lamb or JSON such as \
+                    "--optimizer is '{text}': {e}; expected adam, sgd, lamb, lars or JSON such as \
                      {{\"name\":\"sgd\",\"momentum\":0.9}}"
                 )
             })?;
@@ -802,11 +803,15 @@ fn json_setting<T: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<T> {
     let path = std::path::Path::new(text);
     let trimmed = text.trim_start();
-    let (json, from) = if !(trimmed.starts_with('{') || trimmed.starts_with('[')) && path.is_file()
-    {
+    let is_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+    let (json, from) = if !is_json && path.is_file() {
         let json = std::fs::read_to_string(path)
             .with_context(|| format!("{flag}: reading {}", path.display()))?;
         (json, format!(" in {}", path.display()))
+    } else if !is_json && flag == "--objective" {
+        // A bare kind: the objective with its defaults.
+        let kind = serde_json::Value::String(text.trim().to_string());
+        (format!("{{\"kind\":{kind}}}"), String::new())
     } else {
         (text.to_string(), String::new())
     };

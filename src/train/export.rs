@@ -286,6 +286,7 @@ pub fn load_servable(run_dir: &Path) -> Result<(RunRecord, Box<dyn Servable>), T
     let device = Device::flex();
     let model = models::build(&record.train.arch, &record.model, &device)?;
     let cx = BuildContext {
+        arch: &record.train.arch,
         spec: &record.model,
         prep: record.train.prep,
         device: &device,

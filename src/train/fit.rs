@@ -475,6 +475,7 @@ pub fn fit(
     data.set_snr_estimates(config.objective.needs_snr_estimate());
     data.set_domains(&config.objective.domains())?;
     let cx = BuildContext {
+        arch: &config.arch,
         spec: &spec,
         prep: config.prep,
         device: &device,
@@ -621,7 +622,7 @@ pub fn fit(
         let train_secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let val = validate(objective.as_ref(), &mut data, &split.val, config.batch_size)?;
+        let val = validate(objective.as_ref(), &mut data, &split.val, config)?;
         let val_loss = val.loss();
         let best = val_loss < state.best_val_loss;
         if best {
@@ -1066,24 +1067,34 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The objective's validation figures over the windows `indices`, in batches of at least 256
 /// windows on the CPU (flex) device.
+/// The objective's figures on the validation windows `indices`. An objective that compares
+/// views of a window sees them augmented with the keys of epoch 0, the same every epoch; one
+/// that trains on one view sees the windows as they are.
 fn validate(
     objective: &dyn Objective,
     data: &mut Batcher,
     indices: &[u32],
-    batch_size: usize,
+    config: &TrainConfig,
 ) -> Result<Figures, TrainError> {
     let device = Device::flex();
+    let views = config.objective.views();
     let mut failed = None;
-    let mut batches =
-        indices
-            .chunks(batch_size.max(256))
-            .map_while(|chunk| match data.batch(chunk, &device) {
+    let mut batches = indices
+        .chunks(config.batch_size.max(256))
+        .map_while(|chunk| {
+            let batch = if views > 1 {
+                data.augmented_batch(chunk, &config.augment, views, config.seed, 0, &device)
+            } else {
+                data.batch(chunk, &device)
+            };
+            match batch {
                 Ok(batch) => Some(batch),
                 Err(e) => {
                     failed = Some(e);
                     None
                 }
-            });
+            }
+        });
     let figures = objective.validate(&mut batches)?;
     match failed {
         Some(e) => Err(e),

@@ -11,13 +11,16 @@
 //!   stopping, checkpoints and `--resume`, warm starts from an earlier run or an exported model
 //!   (`--init-from`) — handing each batch to the run's objective.
 //! - [`objective`]: what a run optimises, one file each — classification (cross-entropy or
-//!   focal loss, optionally a linear probe of a frozen encoder) and multi-task class + angles
-//!   with an optional SNR input; an objective owns its models, optimisers and step, and says
+//!   focal loss, optionally a linear probe of a frozen encoder), multi-task class + angles
+//!   with an optional SNR input (frozen or fine-tuned on a pretrained encoder), and MoCo v3
+//!   self-supervised pretraining; an objective owns its models, optimisers and step, and says
 //!   what the run exports.
+//! - [`lars`]: the LARS optimiser (layer-wise trust ratio), MoCo v3's.
 //! - [`losses`], [`mlp`]: loss terms the objectives share (focal, InfoNCE in-batch and queued,
 //!   supervised contrastive, angle regression, EMA, the WGAN-GP gradient penalty) and the MLP.
 //! - [`source`], [`sampler`], [`augment`]: where raw windows come from (memory, streamed from
 //!   disk, generated), which windows a step sees, and seeded augmentations of raw IQ.
+//! - [`projector`]: the projector and predictor MLPs of contrastive pretraining.
 //! - [`interface`]: a trained model's inputs and outputs, declared once; it drives the exported
 //!   graph, the model card and the export's parity check on every output.
 //! - [`probe`]: heads fitted on a trained encoder's cached features in seconds (prototype,
@@ -55,12 +58,14 @@ pub mod eval;
 pub mod export;
 pub mod fit;
 pub mod interface;
+pub mod lars;
 pub mod losses;
 pub mod mlp;
 pub mod models;
 pub mod objective;
 pub mod plot;
 pub mod probe;
+pub mod projector;
 pub mod sampler;
 pub mod source;
 

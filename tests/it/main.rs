@@ -19,7 +19,11 @@ mod iq_files;
 #[cfg(feature = "train")]
 mod objectives;
 mod onnx;
+#[cfg(feature = "train")]
+mod pretrain;
 mod radioml;
+#[cfg(feature = "train")]
+mod recordings;
 mod store;
 mod synth;
 #[cfg(feature = "train")]

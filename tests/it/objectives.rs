@@ -110,7 +110,7 @@ fn a_multitask_model_with_an_snr_input_trains_exports_and_is_served_with_its_ang
         "--out",
         arg(&run),
         "--objective",
-        r#"{"kind":"multitask","snr_input":"estimate"}"#,
+        r#"{"kind":"multitask","snr_input":"estimate","angle_hidden":16}"#,
     ]);
     let stem = tmp.path().join("models").join("mt");
     train_cli(&["export", "--run", arg(&run), "--out", arg(&stem)]);
@@ -133,6 +133,7 @@ fn a_multitask_model_with_an_snr_input_trains_exports_and_is_served_with_its_ang
     );
     assert_eq!(card.training["objective"]["kind"], "multitask");
     assert_eq!(card.training["objective"]["snr_input"], "estimate");
+    assert_eq!(card.training["objective"]["angle_hidden"], 16);
     for output in ["logits", "azimuth", "elevation"] {
         let d = card.metrics["burn_onnx_max_abs_diff"][output]
             .as_f64()

@@ -124,6 +124,13 @@ impl ModelSpec {
     }
 }
 
+/// The width `E` of `model`'s embedding (an architecture built for `spec`), measured on one
+/// window.
+pub fn embedding_width(model: &Model, spec: &ModelSpec) -> usize {
+    let probe = Tensor::<3>::zeros([1, spec.rows, spec.window_len], &Device::flex());
+    model.valid().embedding(probe).dims()[1]
+}
+
 /// What an architecture of the registry provides.
 pub trait Architecture: Module + Debug + Sized {
     /// The registry name (`--arch`).

@@ -17,12 +17,15 @@
 //!   baselines) or focal loss.
 //! - [`multitask`]: the class and the angle of arrival together, optionally with the window's
 //!   SNR as a second input.
+//! - [`moco`]: MoCo v3 self-supervised pretraining of an encoder on two augmented views of each
+//!   window (no labels read); heads come after, on the encoder it exports.
 //!
 //! What a run exports is the objective's too ([`ObjectiveConfig::servable`]): a model with its
 //! [`Interface`], which drives the graph, the card and the
 //! export's parity check.
 
 pub mod classify;
+pub mod moco;
 pub mod multitask;
 
 use std::path::Path;
@@ -38,6 +41,7 @@ use burn::tensor::Device;
 use super::TrainError;
 use super::data::{Batch, PrepOptions};
 use super::interface::{Classifier, Interface, Servable};
+use super::lars::Lars;
 use super::models::{Model, ModelSpec};
 
 /// What one step or one validation pass measured, summed over its windows.
@@ -127,42 +131,36 @@ pub enum ObjectiveConfig {
         encoder_lr_scale: f64,
     },
     /// The class with the angle of arrival and/or an SNR input ([`multitask`]).
-    Multitask {
-        /// The loss on the class logits.
-        #[serde(default)]
-        loss: classify::ClassLoss,
-        /// Regress azimuth and elevation beside the class (needs a dataset with angles).
-        #[serde(default = "yes")]
-        angles: bool,
-        /// Weight of the angle loss (mean absolute error in degrees) in the sum.
-        #[serde(default = "default_angle_weight")]
-        angle_weight: f64,
-        /// Feed the window's SNR as a second input: its true SNR or the daemon's estimate.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        snr_input: Option<multitask::SnrSource>,
-    },
+    Multitask(multitask::MultitaskSettings),
+    /// MoCo v3 self-supervised pretraining of the architecture as an encoder ([`moco`]).
+    MocoV3(moco::MocoV3Settings),
 }
 
-fn yes() -> bool {
-    true
-}
-
-fn one() -> f64 {
+pub(crate) fn one() -> f64 {
     1.0
 }
 
-fn is_one(v: &f64) -> bool {
+pub(crate) fn is_one(v: &f64) -> bool {
     *v == 1.0
 }
 
-/// The angle loss's default weight: 1° of mean absolute error weighs what 0.02 nats of
-/// cross-entropy do, so neither task drowns the other at the start of training.
-fn default_angle_weight() -> f64 {
-    0.02
+/// Checks an encoder learning-rate multiple: finite and ≥ 0.
+pub(crate) fn check_encoder_lr_scale(scale: f64) -> Result<(), TrainError> {
+    if scale.is_finite() && scale >= 0.0 {
+        return Ok(());
+    }
+    Err(TrainError::param(
+        "objective",
+        format!(
+            "encoder_lr_scale is {scale}; expected a finite multiple ≥ 0 of the head's learning rate"
+        ),
+    ))
 }
 
 /// What the shell builds an objective from.
 pub struct BuildContext<'a> {
+    /// The architecture's registry name.
+    pub arch: &'a str,
     pub spec: &'a ModelSpec,
     pub prep: PrepOptions,
     pub device: &'a Device,
@@ -187,45 +185,18 @@ impl ObjectiveConfig {
                 encoder_lr_scale,
                 ..
             } => {
-                if !(encoder_lr_scale.is_finite() && *encoder_lr_scale >= 0.0) {
-                    return Err(TrainError::param(
-                        "objective",
-                        format!(
-                            "encoder_lr_scale is {encoder_lr_scale}; expected a finite \
-                             multiple ≥ 0 of the head's learning rate"
-                        ),
-                    ));
-                }
+                check_encoder_lr_scale(*encoder_lr_scale)?;
                 loss.check()
             }
-            ObjectiveConfig::Multitask {
-                loss,
-                angles,
-                angle_weight,
-                snr_input,
-            } => {
-                loss.check()?;
-                if !(angle_weight.is_finite() && *angle_weight >= 0.0) {
-                    return Err(TrainError::param(
-                        "objective",
-                        format!("angle_weight is {angle_weight}; expected a finite weight ≥ 0"),
-                    ));
-                }
-                if !angles && snr_input.is_none() {
-                    return Err(TrainError::param(
-                        "objective",
-                        "multitask with neither angles nor an SNR input is classify; use                          {\"kind\": \"classify\"}",
-                    ));
-                }
-                Ok(())
-            }
+            ObjectiveConfig::Multitask(settings) => settings.check(),
+            ObjectiveConfig::MocoV3(settings) => settings.check(),
         }
     }
 
     /// Checks that the dataset has what this objective trains on (before a run starts).
     pub fn check_dataset(&self, manifest: &crate::iq::dataset::Manifest) -> Result<(), TrainError> {
         match self {
-            ObjectiveConfig::Multitask { angles: true, .. } if !manifest.has_angles => {
+            ObjectiveConfig::Multitask(settings) if settings.angles && !manifest.has_angles => {
                 Err(TrainError::param(
                     "objective",
                     "multitask regresses angles, but the dataset has no angles.npy (generate an \
@@ -239,7 +210,8 @@ impl ObjectiveConfig {
     /// Augmented views of each training window the objective compares (1: it trains on one).
     pub fn views(&self) -> u32 {
         match self {
-            ObjectiveConfig::Classify { .. } | ObjectiveConfig::Multitask { .. } => 1,
+            ObjectiveConfig::Classify { .. } | ObjectiveConfig::Multitask(_) => 1,
+            ObjectiveConfig::MocoV3(_) => 2,
         }
     }
 
@@ -247,7 +219,9 @@ impl ObjectiveConfig {
     /// ([`crate::train::data::Batch::domains`]).
     pub fn domains(&self) -> Vec<crate::dsp::repr::Representation> {
         match self {
-            ObjectiveConfig::Classify { .. } | ObjectiveConfig::Multitask { .. } => Vec::new(),
+            ObjectiveConfig::Classify { .. }
+            | ObjectiveConfig::Multitask(_)
+            | ObjectiveConfig::MocoV3(_) => Vec::new(),
         }
     }
 
@@ -255,10 +229,10 @@ impl ObjectiveConfig {
     pub fn needs_snr_estimate(&self) -> bool {
         matches!(
             self,
-            ObjectiveConfig::Multitask {
+            ObjectiveConfig::Multitask(multitask::MultitaskSettings {
                 snr_input: Some(multitask::SnrSource::Estimate),
                 ..
-            }
+            })
         )
     }
 
@@ -283,24 +257,19 @@ impl ObjectiveConfig {
                 *freeze_encoder,
                 *encoder_lr_scale,
             )),
-            ObjectiveConfig::Multitask {
-                loss,
-                angles,
-                angle_weight,
-                snr_input,
-            } => Box::new(multitask::Multitask::new(
-                multitask::MultitaskModel::new(
-                    model,
-                    cx.spec,
-                    *angles,
-                    snr_input.is_some(),
-                    cx.device,
-                ),
+            ObjectiveConfig::Multitask(settings) => Box::new(multitask::Multitask::new(
+                multitask::MultitaskModel::new(model, cx.spec, settings, cx.device),
                 optimizer.init(),
-                loss.clone(),
-                *angle_weight,
-                *snr_input,
+                settings.clone(),
             )),
+            ObjectiveConfig::MocoV3(settings) => Box::new(moco::MocoV3::new(
+                model,
+                cx.arch,
+                cx.spec,
+                settings.clone(),
+                optimizer.init(),
+                cx.device,
+            )?),
         })
     }
 
@@ -319,20 +288,20 @@ impl ObjectiveConfig {
                 model: load_model(model, best)?.valid(),
                 interface,
             }),
-            ObjectiveConfig::Multitask {
-                angles, snr_input, ..
-            } => {
-                let fresh = multitask::MultitaskModel::new(
-                    model,
-                    cx.spec,
-                    *angles,
-                    snr_input.is_some(),
-                    cx.device,
-                );
+            ObjectiveConfig::Multitask(settings) => {
+                let fresh = multitask::MultitaskModel::new(model, cx.spec, settings, cx.device);
                 Box::new(multitask::ServedMultitask::new(
                     load_model(fresh, best)?.valid(),
                     interface,
                 ))
+            }
+            ObjectiveConfig::MocoV3(_) => {
+                return Err(TrainError::param(
+                    "objective",
+                    "a moco_v3 run pretrains an encoder, which is not served by itself; train \
+                     heads on it with `train --encoder-from RUN` (or measure it with `probe \
+                     --encoder RUN`) and export that run",
+                ));
             }
         })
     }
@@ -341,7 +310,8 @@ impl ObjectiveConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ObjectiveConfig::Classify { .. } => "classify",
-            ObjectiveConfig::Multitask { .. } => "multitask",
+            ObjectiveConfig::Multitask(_) => "multitask",
+            ObjectiveConfig::MocoV3(_) => "moco_v3",
         }
     }
 }
@@ -364,6 +334,20 @@ pub enum Optimizer {
     /// LAMB (You et al. 2020): Adam's direction with a per-layer trust ratio, the large-batch
     /// optimiser of the contrastive papers' ResNets; decoupled weight decay.
     Lamb,
+    /// LARS (You et al. 2017; [`crate::train::lars`]): SGD with momentum, each weight
+    /// tensor's step scaled by the trust ratio `η‖w‖/‖g‖`; biases and norms neither decay nor
+    /// adapt — MoCo v3's pretraining optimiser.
+    Lars {
+        #[serde(default = "default_momentum")]
+        momentum: f64,
+        /// The trust coefficient η.
+        #[serde(default = "default_trust_coefficient")]
+        trust_coefficient: f64,
+    },
+}
+
+fn default_trust_coefficient() -> f64 {
+    0.001
 }
 
 fn default_momentum() -> f64 {
@@ -373,12 +357,22 @@ fn default_momentum() -> f64 {
 impl Optimizer {
     /// Checks the settings; errors name the setting.
     pub fn check(&self) -> Result<(), TrainError> {
-        if let Optimizer::Sgd { momentum, .. } = self
+        if let Optimizer::Sgd { momentum, .. } | Optimizer::Lars { momentum, .. } = self
             && !(momentum.is_finite() && (0.0..1.0).contains(momentum))
         {
             return Err(TrainError::param(
                 "optimizer",
-                format!("sgd momentum is {momentum}; expected a value in [0, 1)"),
+                format!("momentum is {momentum}; expected a value in [0, 1)"),
+            ));
+        }
+        if let Optimizer::Lars {
+            trust_coefficient, ..
+        } = self
+            && !(trust_coefficient.is_finite() && *trust_coefficient > 0.0)
+        {
+            return Err(TrainError::param(
+                "optimizer",
+                format!("lars trust_coefficient is {trust_coefficient}; expected a value above 0"),
             ));
         }
         Ok(())
@@ -401,6 +395,7 @@ impl OptimizerConfig {
             Optimizer::Adam => "adam",
             Optimizer::Sgd { .. } => "sgd",
             Optimizer::Lamb => "lamb",
+            Optimizer::Lars { .. } => "lars",
         }
     }
 
@@ -421,6 +416,10 @@ impl OptimizerConfig {
                 .with_weight_decay((decay > 0.0).then_some(WeightDecayConfig { penalty: decay }))
                 .init(),
             Optimizer::Lamb => LambConfig::new().with_weight_decay(decay).init(),
+            Optimizer::Lars {
+                momentum,
+                trust_coefficient,
+            } => Lars::new(momentum, self.weight_decay, trust_coefficient).init(),
         }
     }
 }
