@@ -5,7 +5,10 @@
 //!                     is an unfinished or broken dataset
 //! DIR/x.npy           complex64 (N, channels, window_len)
 //! DIR/y.npy           int64 (N,)   class index into manifest.classes
-//! DIR/snr.npy         float32 (N,) true per-window SNR in dB (see manifest.snr_definition)
+//! DIR/snr.npy         float32 (N,) true per-window SNR in dB (see manifest.snr_definition), or
+//!                     under `gen --snr-convention radioml` the published script's nominal label
+//!                     (manifest.source.params.snr_convention says which)
+//! DIR/snr_true.npy    float32 (N,) the true SNR in dB, beside nominal labels (radioml only)
 //! DIR/angles.npy      float32 (N, 2) azimuth, elevation in degrees (only when manifest.has_angles)
 //! DIR/recording.npy   int64 (N,)   index into manifest.source.recordings of the recording each
 //!                     window was cut from (only for datasets cut from recordings)
