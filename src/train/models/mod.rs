@@ -12,6 +12,8 @@
 //! - [`cldnn`]: CLDNN (West & O'Shea 2017), convolutions + LSTM + dense.
 //! - [`gru2`]: two stacked GRUs over the time steps + dense.
 //! - [`transformer`]: patch embedding + Transformer encoder + mean pool + dense.
+//! - [`sejnnet`]: SE-JNNet (Wang, Wang & Lu), a normalizing-flow enhancer and phase correction,
+//!   then JNNet: convolutions with 2-D sparse attention (ℓ1 on its weights) + two GRUs + dense.
 //! - [`onnx_layers`]: burn layers → the weights `onnx::ops` writes.
 //! - [`onnx_weights`]: an exported graph → the weights of a model (the inverse of `to_onnx`).
 //!
@@ -177,6 +179,22 @@ pub trait Architecture: Module + Debug + Sized {
         self.classify(self.embedding(x))
     }
 
+    /// [`Self::embedding`] of a training batch with the architecture's own penalty on it, a
+    /// scalar `[1]` the training loss adds (e.g. sejnnet's ℓ1 on its attention weights, which
+    /// are activations of this very forward pass). Default: no penalty.
+    fn embedding_and_penalty(&self, x: Tensor<3>) -> (Tensor<2>, Option<Tensor<1>>) {
+        (self.embedding(x), None)
+    }
+
+    /// The model with what it initialises from data set from `x` `[batch, rows, len]`, the
+    /// first training batch of a run (e.g. actnorm's data-dependent initialisation). A model
+    /// that holds that state already (resumed, warm-started) comes back unchanged. Default:
+    /// nothing to initialise.
+    fn data_init(self, x: Tensor<3>) -> Self {
+        let _ = x;
+        self
+    }
+
     /// Writes [`Self::forward`] into `g`, reading `x`; returns the logits' value.
     fn to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError> {
         let embedding = self.embedding_to_onnx(g, x)?;
@@ -265,6 +283,9 @@ macro_rules! registry {
         pub const ARCHITECTURES: &[&str] = &[$(<$module::$ty as Architecture>::NAME),+];
 
         /// Any model of the registry.
+        // Variants hold their layers inline (burn has no `Module` for `Box`); a model is moved
+        // about once per training step, beside which a few kilobytes of copy are nothing.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Module, Debug)]
         pub enum Model {
             $($variant($module::$ty)),+
@@ -296,6 +317,25 @@ macro_rules! registry {
             pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
                 match self {
                     $(Model::$variant(m) => m.classify(embedding)),+
+                }
+            }
+
+            /// Class logits of a training batch and the architecture's penalty on it
+            /// ([`Architecture::embedding_and_penalty`]).
+            pub fn forward_and_penalty(&self, x: Tensor<3>) -> (Tensor<2>, Option<Tensor<1>>) {
+                match self {
+                    $(Model::$variant(m) => {
+                        let (embedding, penalty) = m.embedding_and_penalty(x);
+                        (m.classify(embedding), penalty)
+                    }),+
+                }
+            }
+
+            /// The model initialised from the first training batch `x`
+            /// ([`Architecture::data_init`]).
+            pub fn data_init(self, x: Tensor<3>) -> Model {
+                match self {
+                    $(Model::$variant(m) => Model::$variant(m.data_init(x))),+
                 }
             }
 
@@ -387,6 +427,7 @@ registry! {
     Cldnn => cldnn::Cldnn,
     Gru2 => gru2::Gru2,
     Transformer => transformer::Transformer,
+    Sejnnet => sejnnet::Sejnnet,
 }
 
 fn unknown(arch: &str) -> TrainError {

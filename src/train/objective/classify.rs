@@ -6,7 +6,11 @@
 //! (dropout off, batch-norm on its running statistics). With `freeze_encoder` only the
 //! classifier head trains, on the embeddings of the encoder in evaluation mode: a linear probe.
 //! With `encoder_lr_scale` the encoder trains at that multiple of the head's learning rate
-//! (fine-tuning a pretrained encoder gently under a fresh head).
+//! (fine-tuning a pretrained encoder gently under a fresh head). The architecture's own penalty
+//! ([`embedding_and_penalty`](crate::train::models::Architecture::embedding_and_penalty), e.g.
+//! sejnnet's ℓ1 on its attention weights) adds to the training loss (validation reports the
+//! class loss alone), and its data-dependent initialisation
+//! ([`data_init`](crate::train::models::Architecture::data_init)) runs on the run's first batch.
 //!
 //! Checkpoint (`checkpoint/`): `model.bpk` and `optim.bpk`, as runs have always written them,
 //! so runs of earlier versions resume.
@@ -116,15 +120,16 @@ impl Classify {
             .step()
     }
 
-    /// Class logits of a training batch: through the frozen encoder's embedding when there is
-    /// one (no gradient reaches the encoder, and its batch-norm statistics stay as they are).
-    fn train_logits(&self, x: Tensor<3>) -> Tensor<2> {
+    /// Class logits of a training batch and the architecture's penalty on it: through the
+    /// frozen encoder's embedding when there is one (no gradient reaches the encoder, and its
+    /// batch-norm statistics stay as they are; no penalty).
+    fn train_logits(&self, x: Tensor<3>) -> (Tensor<2>, Option<Tensor<1>>) {
         match &self.frozen {
             Some(encoder) => {
                 let embedding = encoder.embedding(x.inner());
-                self.model.classify(Tensor::from_inner(embedding))
+                (self.model.classify(Tensor::from_inner(embedding)), None)
             }
-            None => self.model.forward(x),
+            None => self.model.forward_and_penalty(x),
         }
     }
 }
@@ -145,8 +150,16 @@ impl Objective for Classify {
     fn step(&mut self, batch: Batch, at: StepAt) -> Result<Figures, TrainError> {
         let lr = at.lr;
         let windows = batch.len();
-        let logits = self.train_logits(batch.inputs); // [B, num_classes]
+        if at.step == 0 && self.frozen.is_none() {
+            // Data-dependent initialisation (e.g. actnorm) on the run's first batch.
+            self.model = self.model.clone().data_init(batch.inputs.clone());
+        }
+        let (logits, penalty) = self.train_logits(batch.inputs); // [B, num_classes]
         let loss = self.loss.loss(logits.clone(), batch.targets.clone())?; // [1]
+        let loss = match penalty {
+            Some(p) => loss + p,
+            None => loss,
+        };
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optim.step(self.rates(lr), self.model.clone(), grads);
         let loss: f32 = loss.into_scalar();
