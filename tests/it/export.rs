@@ -133,13 +133,22 @@ fn preprocess(raw: &[C32]) -> Vec<f32> {
     out
 }
 
+/// The SNRs (dB) fed with a batch of `batch` windows to an architecture that reads them: on
+/// both sides of caic's τ = 0 dB (and on it), so both routes run in one batch.
+fn snrs(batch: usize) -> Vec<f32> {
+    (0..batch).map(|i| -10.0 + 5.0 * i as f32).collect()
+}
+
 fn burn_logits(model: &Model, x: &[f32], batch: usize) -> Vec<f32> {
     let input = Tensor::<3>::from_data(
         TensorData::new(x.to_vec(), [batch, ROWS, LEN]),
         &Device::flex(),
     );
+    let snr = model
+        .reads_snr()
+        .then(|| Tensor::<1>::from_data(TensorData::new(snrs(batch), [batch]), &Device::flex()));
     model
-        .forward(input)
+        .forward_with_snr(input, snr)
         .into_data()
         .try_into_vec::<f32>()
         .expect("f32 logits")
@@ -159,12 +168,16 @@ model_path, out_dir = sys.argv[1], sys.argv[2]
 onnx.checker.check_model(onnx.load(model_path), full_check=True)
 o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.inter_op_num_threads = 1
 s = ort.InferenceSession(model_path, o, providers=["CPUExecutionProvider"])
-assert [i.name for i in s.get_inputs()] == ["iq"], s.get_inputs()
+names = [i.name for i in s.get_inputs()]
+assert names in (["iq"], ["iq", "snr_db"]), s.get_inputs()
 assert [o.name for o in s.get_outputs()] == ["logits"], s.get_outputs()
 for k, spec in enumerate(sys.argv[3:]):
-    shape, path = spec.split(":")
+    shape, path, snr_path = (spec.split(":") + [""])[:3]
     x = np.fromfile(path, dtype="<f4").reshape([int(d) for d in shape.split(",")])
-    (y,) = s.run(None, {"iq": x})
+    feed = {"iq": x}
+    if "snr_db" in names:
+        feed["snr_db"] = np.fromfile(snr_path, dtype="<f4").reshape([x.shape[0], 1])
+    (y,) = s.run(None, feed)
     assert y.ndim == 2 and y.shape[0] == x.shape[0], y.shape
     np.asarray(y, dtype="<f4").tofile(f"{out_dir}/out_{k}.f32")
 print("checked")
@@ -183,9 +196,10 @@ fn read_f32(path: &Path) -> Vec<f32> {
         .collect()
 }
 
-/// A card for the parity graph: unit-RMS I/Q input `[N, 2, 128]`, 11 classes.
-fn parity_card(name: &str) -> Value {
-    json!({
+/// A card for the parity graph: unit-RMS I/Q input `[N, 2, 128]`, 11 classes; with an
+/// `snr_db` extra input when the architecture reads the SNR.
+fn parity_card(name: &str, snr_input: bool) -> Value {
+    let mut card = json!({
         "name": name,
         "version": "0.0.1",
         "task": "amc",
@@ -197,7 +211,13 @@ fn parity_card(name: &str) -> Value {
         "outputs": [{"name": "logits", "kind": "logits"}],
         "classes": (0..CLASSES).map(|c| format!("c{c}")).collect::<Vec<_>>(),
         "dataset": {"name": "parity", "manifest_sha256": "0".repeat(64)},
-    })
+    });
+    if snr_input {
+        card["extra_inputs"] = json!([
+            {"name": "snr_db", "kind": "snr_db", "layout": ["N", 1], "dtype": "float32"}
+        ]);
+    }
+    card
 }
 
 /// Exports `arch` and checks (a), (b), (c) (see the module documentation).
@@ -246,7 +266,7 @@ fn check_parity(arch: &str, width: f64, depth: usize, amplitude_rows: bool, seed
         .expect("save the graph");
     std::fs::write(
         dir.path().join(format!("{arch}.json")),
-        serde_json::to_string_pretty(&parity_card(arch)).expect("card"),
+        serde_json::to_string_pretty(&parity_card(arch, model.reads_snr())).expect("card"),
     )
     .expect("write card");
     let mut served = Served::load(&onnx, &options()).expect("infer::Model loads the export");
@@ -284,7 +304,13 @@ fn check_parity(arch: &str, width: f64, depth: usize, amplitude_rows: bool, seed
     for (k, (_, x, b)) in inputs.iter().enumerate() {
         let path = dir.path().join(format!("in_{k}.f32"));
         write_f32(&path, x);
-        args.push(format!("{b},{ROWS},{LEN}:{}", path.display()));
+        let snr_path = dir.path().join(format!("snr_{k}.f32"));
+        write_f32(&snr_path, &snrs(*b));
+        args.push(format!(
+            "{b},{ROWS},{LEN}:{}:{}",
+            path.display(),
+            snr_path.display()
+        ));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let stdout = common::run_python(&py, PY_CHECK_AND_RUN, &args);
@@ -301,7 +327,12 @@ fn check_parity(arch: &str, width: f64, depth: usize, amplitude_rows: bool, seed
         );
         worst_py = worst_py.max(d);
         if let Some((_, raw, _)) = cases.get(k) {
-            let out = served.run(raw, *batch).expect("infer::Model runs");
+            let out = if model.reads_snr() {
+                served.run_with_snr(raw, *batch, &snrs(*batch))
+            } else {
+                served.run(raw, *batch)
+            }
+            .expect("infer::Model runs");
             let got: Vec<f32> = (0..*batch).flat_map(|i| out.scores(i).to_vec()).collect();
             let d = max_abs_diff(&got, &want);
             assert!(

@@ -14,6 +14,8 @@
 //! - [`transformer`]: patch embedding + Transformer encoder + mean pool + dense.
 //! - [`sejnnet`]: SE-JNNet (Wang, Wang & Lu), a normalizing-flow enhancer and phase correction,
 //!   then JNNet: convolutions with 2-D sparse attention (ℓ1 on its weights) + two GRUs + dense.
+//! - [`caic`]: CAIC-Net (Wu et al. 2026), a ConvLSTM branch and a Transformer branch fused by a
+//!   cross-attention unit routed per window by its SNR (the one architecture that reads the SNR).
 //! - [`onnx_layers`]: burn layers → the weights `onnx::ops` writes.
 //! - [`onnx_weights`]: an exported graph → the weights of a model (the inverse of `to_onnx`).
 //!
@@ -28,6 +30,13 @@
 //! layer, `[B, E]` — and a classifier head on it; `forward` is the head on the embedding, so
 //! objectives that need features (contrastive pretraining, probes, prototypes) take them from
 //! any architecture.
+//!
+//! **SNR.** An architecture may read the window's SNR (dB) beside the window
+//! ([`Architecture::reads_snr`]; e.g. caic routes its cross-attention by it): it computes
+//! [`Architecture::embedding_with_snr`] and writes [`Architecture::embedding_with_snr_to_onnx`],
+//! whose graph takes the second input `snr_db` `[N, 1]` ([`Model::to_onnx`] declares it). Only an
+//! objective that feeds an SNR can train such an architecture ([`check_snr_fed`]: today
+//! `multitask` with `snr_input`, which then gives it the SNR instead of its per-class bias).
 
 pub mod onnx_layers;
 pub mod onnx_weights;
@@ -155,12 +164,37 @@ pub trait Architecture: Module + Debug + Sized {
     /// - returns: `[batch, embedding_dim]`
     fn embedding(&self, x: Tensor<3>) -> Tensor<2>;
 
+    /// Whether the embedding reads the window's SNR (see the module documentation). Default:
+    /// no.
+    fn reads_snr(&self) -> bool {
+        false
+    }
+
+    /// [`Self::embedding`] of windows whose SNR (dB) `snr_db` `[batch]` is known. Default: the
+    /// SNR is ignored.
+    fn embedding_with_snr(&self, x: Tensor<3>, snr_db: Option<Tensor<1>>) -> Tensor<2> {
+        let _ = snr_db;
+        self.embedding(x)
+    }
+
     /// Class logits `[batch, num_classes]` from an embedding (dropout, then the last layer).
     fn classify(&self, embedding: Tensor<2>) -> Tensor<2>;
 
     /// Writes [`Self::embedding`] into `g`, reading `x` `[N, rows, len]`; returns its value.
     /// Dropout is the identity at inference and batch-norm uses its running statistics.
     fn embedding_to_onnx(&self, g: &mut GraphBuilder, x: &str) -> Result<String, OnnxError>;
+
+    /// Writes [`Self::embedding_with_snr`] into `g`, reading `x` and the SNR value `snr`
+    /// `[N, 1]` (dB) when the graph has one. Default: [`Self::embedding_to_onnx`].
+    fn embedding_with_snr_to_onnx(
+        &self,
+        g: &mut GraphBuilder,
+        x: &str,
+        snr: Option<&str>,
+    ) -> Result<String, OnnxError> {
+        let _ = snr;
+        self.embedding_to_onnx(g, x)
+    }
 
     /// Writes [`Self::classify`] into `g`, reading an embedding value; returns the logits'.
     fn classify_to_onnx(&self, g: &mut GraphBuilder, embedding: &str) -> Result<String, OnnxError>;
@@ -306,6 +340,38 @@ macro_rules! registry {
                 }
             }
 
+            /// Whether the architecture reads the window's SNR ([`Architecture::reads_snr`]).
+            pub fn reads_snr(&self) -> bool {
+                match self {
+                    $(Model::$variant(m) => m.reads_snr()),+
+                }
+            }
+
+            /// The embedding `[batch, E]` of windows `[batch, rows, len]` whose SNR (dB)
+            /// `[batch]` is `snr_db` ([`Architecture::embedding_with_snr`]).
+            pub fn embedding_with_snr(
+                &self,
+                x: Tensor<3>,
+                snr_db: Option<Tensor<1>>,
+            ) -> Tensor<2> {
+                match self {
+                    $(Model::$variant(m) => m.embedding_with_snr(x, snr_db)),+
+                }
+            }
+
+            /// Writes the embedding into `g`, reading `x` and the SNR value `snr` when the graph
+            /// has one; returns its value.
+            pub fn embedding_with_snr_to_onnx(
+                &self,
+                g: &mut GraphBuilder,
+                x: &str,
+                snr: Option<&str>,
+            ) -> Result<String, OnnxError> {
+                match self {
+                    $(Model::$variant(m) => m.embedding_with_snr_to_onnx(g, x, snr)),+
+                }
+            }
+
             /// The parameters of the classifier head ([`Architecture::head_params`]).
             pub fn head_params(&self) -> ParamGroup {
                 match self {
@@ -428,6 +494,7 @@ registry! {
     Gru2 => gru2::Gru2,
     Transformer => transformer::Transformer,
     Sejnnet => sejnnet::Sejnnet,
+    Caic => caic::Caic,
 }
 
 fn unknown(arch: &str) -> TrainError {
@@ -435,6 +502,23 @@ fn unknown(arch: &str) -> TrainError {
         name: arch.to_string(),
         known: ARCHITECTURES.join(", "),
     }
+}
+
+/// Refuses to train `model` under an objective that feeds it no SNR (`snr_fed` false) when its
+/// architecture reads one, naming the objective that does.
+pub fn check_snr_fed(model: &Model, snr_fed: bool) -> Result<(), TrainError> {
+    if model.reads_snr() && !snr_fed {
+        return Err(TrainError::param(
+            "objective",
+            format!(
+                "the {} architecture reads each window's SNR, which this objective does not feed; \
+                 train it with --objective '{{\"kind\":\"multitask\",\"angles\":false,\
+                 \"snr_input\":\"estimate\"}}' (or \"snr_input\":\"true\" for the dataset's SNR)",
+                model.arch()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_spec(spec: &ModelSpec) -> Result<(), TrainError> {
@@ -493,15 +577,22 @@ impl Model {
         self.classify(self.embedding(x))
     }
 
+    /// Class logits of windows whose SNR (dB) `[batch]` is `snr_db` (see [`Self::to_onnx`]).
+    pub fn forward_with_snr(&self, x: Tensor<3>, snr_db: Option<Tensor<1>>) -> Tensor<2> {
+        self.classify(self.embedding_with_snr(x, snr_db))
+    }
+
     /// The ONNX graph of this model (call it on trained weights, e.g. a [`Module::valid`]
     /// copy): input [`ONNX_INPUT`] `[N, rows, len]` with a dynamic batch `N`, output
     /// [`ONNX_OUTPUT`] `[N, num_classes]` logits, as built for `spec`. Dropout is left out (the
-    /// identity at inference) and BatchNorm uses its running statistics.
+    /// identity at inference) and BatchNorm uses its running statistics. An architecture that
+    /// reads the SNR takes it as a second input `snr_db` `[N, 1]` ([`Self::forward_with_snr`]).
     pub fn to_onnx(&self, spec: &ModelSpec, graph_name: &str) -> Result<GraphBuilder, OnnxError> {
         // The normalisation is the card's business, not the graph's.
-        let interface = Interface::classifier(spec, Normalization::UnitRms);
-        interface.graph(graph_name, |g, x, _| {
-            let embedding = self.embedding_to_onnx(g, x)?;
+        let mut interface = Interface::classifier(spec, Normalization::UnitRms);
+        interface.snr_input = self.reads_snr();
+        interface.graph(graph_name, |g, x, snr| {
+            let embedding = self.embedding_with_snr_to_onnx(g, x, snr)?;
             Ok(vec![self.classify_to_onnx(g, &embedding)?])
         })
     }

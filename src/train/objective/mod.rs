@@ -245,6 +245,8 @@ impl ObjectiveConfig {
         cx: &BuildContext,
     ) -> Result<Box<dyn Objective>, TrainError> {
         self.check()?;
+        let snr_fed = matches!(self, ObjectiveConfig::Multitask(s) if s.snr_input.is_some());
+        super::models::check_snr_fed(&model, snr_fed)?;
         Ok(match self {
             ObjectiveConfig::Classify {
                 loss,

@@ -7,8 +7,19 @@
 //! x ─ architecture embedding e ─┬─ architecture head ─ + snr head(snr_db / 10) ─▶ logits
 //!                               └─ angle head ──────────────────────────────────▶ azimuth, elevation (°)
 //!                                  Linear E → 2, or with angle_hidden H: Linear E → H ─ ReLU ─ Linear H → 2
+//!                               └─ projection (training only, with cross_snr_weight > 0):
+//!                                  Linear E → E ─ ReLU ─ Linear E → 64 ─▶ z
 //! loss = class loss(logits) + angle_weight · L1(angles)      (azimuth error wrapped to ±180°)
+//!        + cross_snr_weight · InfoNCE(z; positives: same class at another SNR, negatives: the
+//!          other classes in the batch; temperature cross_snr_temperature)
 //! ```
+//!
+//! The cross-SNR term is CAIC-Net's CSCL ([`losses::PairMasks::cross_snr`] with
+//! [`losses::contrastive_masked`]): two windows are "at the same SNR" when the dataset's SNR
+//! (`snr_db`, whatever `snr_input` feeds) rounds to the same dB. The paper's λ is 0.1; its
+//! temperature was lost, 0.1 is this project's default (recorded with the objective). With the
+//! focal loss this is the paper's loss: `"loss": {"name": "focal", "gamma": 2},
+//! "cross_snr_weight": 0.1`; `--sampling balanced` puts each class at several SNRs in a batch.
 //!
 //! On a pretrained encoder (`--encoder-from`): `freeze_encoder` trains the heads alone on the
 //! encoder's embeddings in evaluation mode (frozen probes: with the encoder fixed, the class
@@ -20,7 +31,10 @@
 //! Choices (recorded with the objective in `config.json` and on the card): angles are regressed
 //! directly in degrees with an L1 loss whose azimuth error is wrapped
 //! ([`losses::angle_l1_deg`]); the SNR enters as a per-class bias linear in `snr_db / 10`
-//! (a minimal conditioning; CAIC-Net's cross-attention is its own model); `snr_input` says
+//! (a minimal conditioning) — unless the architecture reads the SNR itself
+//! ([`crate::train::models::Architecture::reads_snr`], e.g. CAIC-Net's routed cross-attention):
+//! then the SNR goes to the architecture's embedding *instead of* the bias (one way in, so the
+//! ablations compare like with like), and the graph's `snr_db` input feeds it; `snr_input` says
 //! which SNR training feeds — the dataset's true SNR, or the estimate the daemon computes at
 //! serving time with the same `dsp` code ([`crate::train::source::snr_estimates_db`]). The
 //! daemon always feeds its estimate.
@@ -81,7 +95,25 @@ pub struct MultitaskSettings {
     /// The encoder's learning rate as a multiple of the heads' (the schedule's rate).
     #[serde(default = "super::one", skip_serializing_if = "super::is_one")]
     pub encoder_lr_scale: f64,
+    /// Weight λ of the cross-SNR contrastive term (0: none; CAIC-Net: 0.1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cross_snr_weight: f64,
+    /// Temperature of the cross-SNR contrastive term.
+    #[serde(default = "default_cross_snr_temperature")]
+    pub cross_snr_temperature: f64,
 }
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// The cross-SNR term's temperature: the paper's value was lost; 0.1 is the usual SupCon one.
+fn default_cross_snr_temperature() -> f64 {
+    0.1
+}
+
+/// Width of the projection the cross-SNR term compares.
+const PROJECTION_WIDTH: usize = 64;
 
 fn yes() -> bool {
     true
@@ -114,6 +146,16 @@ impl MultitaskSettings {
                  {\"kind\": \"classify\"}",
             ));
         }
+        if !(self.cross_snr_weight.is_finite() && self.cross_snr_weight >= 0.0) {
+            return Err(TrainError::param(
+                "objective",
+                format!(
+                    "cross_snr_weight is {}; expected a finite weight ≥ 0",
+                    self.cross_snr_weight
+                ),
+            ));
+        }
+        losses::check_temperature(self.cross_snr_temperature)?;
         if self.angle_hidden == Some(0) || (self.angle_hidden.is_some() && !self.angles) {
             return Err(TrainError::param(
                 "objective",
@@ -135,6 +177,9 @@ pub struct MultitaskModel {
     pub snr: Option<Linear>,
     /// The angle head's hidden layer, embedding → hidden (followed by a ReLU), when it has two.
     pub angles_hidden: Option<Linear>,
+    /// The cross-SNR term's projection, embedding → embedding (ReLU) → 64; training only.
+    pub projection_hidden: Option<Linear>,
+    pub projection: Option<Linear>,
 }
 
 impl MultitaskModel {
@@ -152,15 +197,16 @@ impl MultitaskModel {
             .filter(|_| settings.angles)
             .map(|h| LinearConfig::new(width, h).init(device));
         let into_angles = settings.angle_hidden.unwrap_or(width);
+        let snr_bias = settings.snr_input.is_some() && !encoder.reads_snr();
+        let contrast = settings.cross_snr_weight > 0.0;
         Self {
+            projection_hidden: contrast.then(|| LinearConfig::new(width, width).init(device)),
+            projection: contrast.then(|| LinearConfig::new(width, PROJECTION_WIDTH).init(device)),
             encoder,
             angles: settings
                 .angles
                 .then(|| LinearConfig::new(into_angles, 2).init(device)),
-            snr: settings
-                .snr_input
-                .is_some()
-                .then(|| LinearConfig::new(1, spec.num_classes).init(device)),
+            snr: snr_bias.then(|| LinearConfig::new(1, spec.num_classes).init(device)),
             angles_hidden,
         }
     }
@@ -171,7 +217,14 @@ impl MultitaskModel {
         x: Tensor<3>,
         snr_db: Option<Tensor<1>>,
     ) -> (Tensor<2>, Option<Tensor<2>>) {
-        self.heads(self.encoder.embedding(x), snr_db)
+        let e = self.encoder.embedding_with_snr(x, snr_db.clone());
+        self.heads(e, snr_db)
+    }
+
+    /// The cross-SNR projection of the embedding `e` `[B, E]`, `[B, 64]`, when there is one.
+    fn project(&self, e: Tensor<2>) -> Option<Tensor<2>> {
+        let (hidden, out) = (self.projection_hidden.as_ref()?, self.projection.as_ref()?);
+        Some(out.forward(burn::tensor::activation::relu(hidden.forward(e))))
     }
 
     /// The heads on the embedding `e` `[B, E]`.
@@ -201,7 +254,7 @@ pub struct ServedMultitask {
 impl ServedMultitask {
     /// The interface of `model` over windows of `base` (a classifier's interface).
     pub fn new(model: MultitaskModel, mut base: Interface) -> Self {
-        base.snr_input = model.snr.is_some();
+        base.snr_input = model.snr.is_some() || model.encoder.reads_snr();
         if model.angles.is_some() {
             base.outputs.push(OutputDecl {
                 name: AZIMUTH_OUTPUT,
@@ -240,7 +293,7 @@ impl Servable for ServedMultitask {
     fn to_onnx(&self, name: &str) -> Result<GraphBuilder, OnnxError> {
         let m = &self.model;
         self.interface.graph(name, |g, x, snr| {
-            let e = m.encoder.embedding_to_onnx(g, x)?;
+            let e = m.encoder.embedding_with_snr_to_onnx(g, x, snr)?;
             let mut logits = m.encoder.classify_to_onnx(g, &e)?;
             if let (Some(head), Some(snr)) = (&m.snr, snr) {
                 let tenth = ops::scalar(g, "snr.scale", 0.1)?;
@@ -286,9 +339,15 @@ impl Multitask {
     pub fn new(model: MultitaskModel, optim: ModuleOptimizer, settings: MultitaskSettings) -> Self {
         let frozen = settings.freeze_encoder.then(|| model.encoder.valid());
         let mut heads = vec![model.encoder.head_params()];
-        for layer in [&model.angles, &model.snr, &model.angles_hidden]
-            .into_iter()
-            .flatten()
+        for layer in [
+            &model.angles,
+            &model.snr,
+            &model.angles_hidden,
+            &model.projection_hidden,
+            &model.projection,
+        ]
+        .into_iter()
+        .flatten()
         {
             heads.push(ParamGroup::ids_from_module(layer.clone()));
         }
@@ -337,13 +396,15 @@ impl Multitask {
     ) -> Result<(Tensor<1>, usize, usize), TrainError> {
         let windows = batch.len();
         let snr = self.snr(&batch)?;
-        let (logits, angles) = match (&self.frozen, training) {
+        let e = match (&self.frozen, training) {
             (Some(encoder), true) => {
-                let e = Tensor::from_inner(encoder.embedding(batch.inputs.inner()));
-                model.heads(e, snr)
+                let snr_inner = snr.clone().map(|s| s.inner());
+                Tensor::from_inner(encoder.embedding_with_snr(batch.inputs.inner(), snr_inner))
             }
-            _ => model.forward(batch.inputs, snr),
-        };
+            _ => model.encoder.embedding_with_snr(batch.inputs, snr.clone()),
+        }; // [B, E]
+        let z = model.project(e.clone());
+        let (logits, angles) = model.heads(e, snr);
         let mut loss = self
             .settings
             .loss
@@ -357,6 +418,12 @@ impl Multitask {
                 )
             })?;
             loss = loss + losses::angle_l1_deg(pred, target).mul_scalar(self.settings.angle_weight);
+        }
+        if let Some(z) = z {
+            let snr_keys = batch.snr_db.round().int();
+            let masks = losses::PairMasks::cross_snr(batch.targets.clone(), snr_keys);
+            let cscl = losses::contrastive_masked(z, masks, self.settings.cross_snr_temperature);
+            loss = loss + cscl.mul_scalar(self.settings.cross_snr_weight);
         }
         Ok((loss, hits(logits, batch.targets), windows))
     }
@@ -503,6 +570,48 @@ mod tests {
         );
     }
 
+    /// The loss with `cross_snr_weight` is the class loss plus λ times the masked contrastive
+    /// loss of the projected embeddings under the cross-SNR masks (SNRs grouped by the dB they
+    /// round to), and a caic encoder is fed the SNR in place of the per-class bias. Tolerance
+    /// 1e-5 (relative).
+    #[test]
+    fn the_cross_snr_term_is_lambda_times_the_masked_contrastive_loss_of_the_projection() {
+        let device = Device::flex();
+        let settings: MultitaskSettings = serde_json::from_str(
+            r#"{"angles": false, "snr_input": "true", "cross_snr_weight": 0.1,
+                "cross_snr_temperature": 0.2}"#,
+        )
+        .unwrap();
+        settings.check().unwrap();
+        let spec = ModelSpec { rows: 2, ..spec() };
+        let encoder = models::build("caic", &spec, &device).unwrap();
+        let model = MultitaskModel::new(encoder, &spec, &settings, &device);
+        assert!(model.snr.is_none(), "caic reads the SNR: no per-class bias");
+        assert_eq!(model.projection.as_ref().unwrap().weight.dims()[1], 64);
+        let optim = OptimizerConfig {
+            optimizer: Optimizer::Adam,
+            weight_decay: 0.0,
+        };
+        let objective = Multitask::new(model, optim.init(), settings);
+        let mut b = batch(&device);
+        b.inputs = Tensor::<3>::random([6, 2, 64], Distribution::Normal(0.0, 1.0), &device);
+        b.snr_db = Tensor::from_data([-4.2f32, -3.8, 10.0, 10.1, -4.0, 6.0], &device);
+        let m = &objective.model;
+        let e = m
+            .encoder
+            .embedding_with_snr(b.inputs.clone(), Some(b.snr_db.clone()));
+        let class = ClassLoss::CrossEntropy
+            .loss(m.encoder.classify(e.clone()), b.targets.clone())
+            .unwrap();
+        let keys = Tensor::<1, burn::tensor::Int>::from_data([-4i64, -4, 10, 10, -4, 6], &device);
+        let masks = losses::PairMasks::cross_snr(b.targets.clone(), keys);
+        let cscl = losses::contrastive_masked(m.project(e).unwrap(), masks, 0.2);
+        let want: f32 = (class + cscl.mul_scalar(0.1)).into_scalar();
+        let (got, _, _) = objective.loss(m, b, false).unwrap();
+        let got: f32 = got.into_scalar();
+        assert!((got - want).abs() <= 1e-5 * want.abs(), "{got} vs {want}");
+    }
+
     #[test]
     fn settings_are_checked_by_name() {
         let bad: MultitaskSettings =
@@ -513,6 +622,13 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("angle_hidden")
+        );
+        let bad: MultitaskSettings = serde_json::from_str(r#"{"cross_snr_weight": -0.1}"#).unwrap();
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("cross_snr_weight")
         );
         let bad: MultitaskSettings = serde_json::from_str(r#"{"encoder_lr_scale": -1}"#).unwrap();
         assert!(
