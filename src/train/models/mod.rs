@@ -40,6 +40,8 @@
 
 pub mod onnx_layers;
 pub mod onnx_weights;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::fmt::Debug;
 

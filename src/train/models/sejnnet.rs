@@ -1023,8 +1023,6 @@ impl Architecture for Sejnnet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::normalize::Normalization;
-    use crate::dsp::repr::ReprWorkspace;
     use crate::infer::{ExecutionPreference, Model as Served, RuntimeOptions};
     use crate::iq::C32;
     use crate::train::models::{ArchOptions, Model};
@@ -1284,32 +1282,7 @@ mod tests {
         assert!(e.contains("lambda") && e.contains("attention_l1"), "{e}");
     }
 
-    /// Raw complex windows (noise of a different scale each) and the model input made from them
-    /// by the daemon's preprocessing (unit RMS, planar I/Q).
-    fn windows(n: usize, len: usize, device: &Device) -> (Vec<C32>, Tensor<3>) {
-        let noise = values(random([n, 2, len], 0.0, 1.0, device));
-        let raw: Vec<C32> = (0..n * len)
-            .map(|k| {
-                let (w, t) = (k / len, k % len);
-                let scale = 0.5 + w as f32;
-                C32::new(
-                    noise[w * 2 * len + t] * scale,
-                    noise[(w * 2 + 1) * len + t] * scale,
-                )
-            })
-            .collect();
-        let mut ws = ReprWorkspace::new();
-        let mut rows = Vec::new();
-        for window in raw.chunks_exact(len) {
-            let mut window = window.to_vec();
-            Normalization::UnitRms.apply(&mut window);
-            Representation::Iq
-                .write(&window, 1, &mut ws, &mut rows)
-                .unwrap();
-        }
-        let x = Tensor::from_data(TensorData::new(rows, [n, 2, len]), device);
-        (raw, x)
-    }
+    use crate::train::models::testing::windows;
 
     /// ONNX Runtime through the daemon's `infer::Model` against burn, with and without the
     /// enhancer, on a model whose every part is active (random coupling outputs and phase
