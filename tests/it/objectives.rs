@@ -21,15 +21,7 @@ use specwatch::train::export::load_servable;
 use crate::common;
 
 fn train_cli(args: &[&str]) {
-    let out = Command::new(common::bin("specwatch-train"))
-        .args(args)
-        .output()
-        .expect("run specwatch-train");
-    assert!(
-        out.status.success(),
-        "specwatch-train {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::specwatch_train(args);
 }
 
 fn arg(p: &Path) -> &str {

@@ -10,20 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common;
-
-fn specwatch_train(args: &[&str]) -> String {
-    let out = Command::new(common::bin("specwatch-train"))
-        .args(args)
-        .output()
-        .expect("run specwatch-train");
-    assert!(
-        out.status.success(),
-        "specwatch-train {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::common::{self, specwatch_train};
 
 fn arg(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

@@ -111,6 +111,20 @@ pub fn bin(name: &str) -> PathBuf {
     }
 }
 
+/// Runs `specwatch-train ARGS`, asserting it succeeds (its stderr in the message); its stdout.
+pub fn specwatch_train(args: &[&str]) -> String {
+    let out = std::process::Command::new(bin("specwatch-train"))
+        .args(args)
+        .output()
+        .expect("run specwatch-train");
+    assert!(
+        out.status.success(),
+        "specwatch-train {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The files in the repository folder `dir` (e.g. `models`) whose extension is `ext`, sorted.
 pub fn repo_files(dir: &str, ext: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
