@@ -716,10 +716,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         config.arch_options = specwatch::train::models::parse_arch_opts(&pairs)?;
         if let Some(text) = &args.objective {
-            config.objective = json_setting("--objective", text, OBJECTIVE_EXAMPLE)?;
+            config.objective = json_setting("--objective", text, OBJECTIVE_EXAMPLE, Some("kind"))?;
         }
         if let Some(text) = &args.augment {
-            config.augment = json_setting("--augment", text, AUGMENT_EXAMPLE)?;
+            config.augment = json_setting("--augment", text, AUGMENT_EXAMPLE, None)?;
         }
         if let Some(v) = &args.sampling {
             config.sampling = serde_json::from_value(serde_json::Value::String(v.clone()))
@@ -800,6 +800,7 @@ fn json_setting<T: serde::de::DeserializeOwned>(
     flag: &str,
     text: &str,
     example: &str,
+    bare_key: Option<&str>,
 ) -> anyhow::Result<T> {
     let path = std::path::Path::new(text);
     let trimmed = text.trim_start();
@@ -808,10 +809,10 @@ fn json_setting<T: serde::de::DeserializeOwned>(
         let json = std::fs::read_to_string(path)
             .with_context(|| format!("{flag}: reading {}", path.display()))?;
         (json, format!(" in {}", path.display()))
-    } else if !is_json && flag == "--objective" {
-        // A bare kind: the objective with its defaults.
-        let kind = serde_json::Value::String(text.trim().to_string());
-        (format!("{{\"kind\":{kind}}}"), String::new())
+    } else if let (false, Some(key)) = (is_json, bare_key) {
+        // A bare word fills `bare_key` (e.g. an objective's kind, with its defaults).
+        let object = serde_json::json!({ key: text.trim() });
+        (object.to_string(), String::new())
     } else {
         (text.to_string(), String::new())
     };

@@ -698,7 +698,6 @@ mod tests {
     use super::*;
     use crate::dsp::repr::Representation;
     use crate::infer::{ExecutionPreference, Model as Served, RuntimeOptions};
-    use crate::iq::C32;
     use crate::train::models::{ArchOptions, Model, check_snr_fed, parse_arch_opts};
 
     fn spec(window_len: usize, width: f64) -> ModelSpec {
@@ -801,7 +800,7 @@ mod tests {
         assert!(model.reads_snr());
     }
 
-    use crate::train::models::testing::windows;
+    use crate::train::models::testing::{windows, write_tone_dataset};
 
     /// ONNX Runtime through the daemon's `infer::Model` (the `snr_db` input fed) against burn,
     /// SNRs on both sides of τ in each batch, for the whole model and each ablation. Tolerance:
@@ -895,65 +894,6 @@ mod tests {
         assert!(e.contains("tau") && e.contains("snr_threshold_db"), "{e}");
     }
 
-    /// Writes a two-class set of `per_class` windows each, `len` samples of one I/Q channel: a
-    /// slow complex tone (|f| < 0.03 cycles/sample) against a fast one (0.2 < |f| < 0.3), of
-    /// random sign, phase and amplitude, in white noise at −4 or 10 dB SNR (alternating), so both
-    /// routes of the CAU train.
-    fn write_tone_dataset(dir: &std::path::Path, per_class: usize, len: usize) {
-        use crate::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
-        use rand::{Rng, SeedableRng};
-        use rand_distr::{Distribution as _, StandardNormal};
-
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let total = 2 * per_class;
-        let grid = [-4.0f32, 10.0];
-        let mut w = DatasetWriter::create(dir, total, 1, len, 2, false).unwrap();
-        for i in 0..total {
-            let class = i % 2;
-            let snr_db = grid[(i / 2) % 2];
-            let band = if class == 0 { 0.0..0.03 } else { 0.2..0.3 };
-            let f = rng.random_range(band) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            let phase = rng.random_range(0.0..std::f64::consts::TAU);
-            let amplitude = rng.random_range(0.5..2.0);
-            // Per-component noise deviation for a noise power amplitude² / 10^(snr/10).
-            let noise = amplitude * 10f64.powf(-f64::from(snr_db) / 20.0) / 2f64.sqrt();
-            let iq: Vec<C32> = (0..len)
-                .map(|t| {
-                    let a = std::f64::consts::TAU * f * t as f64 + phase;
-                    let (n_i, n_q): (f64, f64) = (
-                        StandardNormal.sample(&mut rng),
-                        StandardNormal.sample(&mut rng),
-                    );
-                    C32::new(
-                        (amplitude * a.cos() + noise * n_i) as f32,
-                        (amplitude * a.sin() + noise * n_q) as f32,
-                    )
-                })
-                .collect();
-            w.push(&iq, class, snr_db, None).unwrap();
-        }
-        w.finish(Manifest {
-            format: String::new(),
-            source: DatasetSource::Synth {
-                recipe: "slow and fast tones at two SNRs (caic tests)".into(),
-                params: serde_json::Value::Null,
-            },
-            seed: Some(5),
-            generator_version: "caic tests".into(),
-            classes: vec!["slow".into(), "fast".into()],
-            window_len: len,
-            channels: 1,
-            sample_rate_hz: Some(200_000.0),
-            snr_grid_db: grid.to_vec(),
-            snr_definition: "signal power over noise power in the window".into(),
-            count: 0,
-            counts_per_class: Default::default(),
-            has_angles: false,
-            array: None,
-            notes: vec![],
-        })
-        .unwrap();
-    }
 
     /// The whole trainer on an easy two-class set at SNRs on both sides of τ: the multitask
     /// objective feeds the dataset's SNR to the architecture (no per-class bias), the cross-SNR
@@ -966,7 +906,7 @@ mod tests {
 
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("ds");
-        write_tone_dataset(&data, 200, 64);
+        write_tone_dataset(&data, 200, 64, &[-4.0, 10.0]);
         let mut config = TrainConfig::new("caic", &data);
         config.epochs = 6;
         config.batch_size = 32;

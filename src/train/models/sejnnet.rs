@@ -1024,7 +1024,6 @@ impl Architecture for Sejnnet {
 mod tests {
     use super::*;
     use crate::infer::{ExecutionPreference, Model as Served, RuntimeOptions};
-    use crate::iq::C32;
     use crate::train::models::{ArchOptions, Model};
 
     fn spec(rows: usize, window_len: usize, width: f64, options: ArchOptions) -> ModelSpec {
@@ -1282,7 +1281,7 @@ mod tests {
         assert!(e.contains("lambda") && e.contains("attention_l1"), "{e}");
     }
 
-    use crate::train::models::testing::windows;
+    use crate::train::models::testing::{windows, write_tone_dataset};
 
     /// ONNX Runtime through the daemon's `infer::Model` against burn, with and without the
     /// enhancer, on a model whose every part is active (random coupling outputs and phase
@@ -1347,61 +1346,6 @@ mod tests {
         }
     }
 
-    /// Writes a two-class set of `per_class` windows each, `len` samples of one I/Q channel: a
-    /// slow complex tone (|f| < 0.03 cycles/sample) against a fast one (0.2 < |f| < 0.3), each
-    /// of random sign, phase and amplitude, in white noise 10 dB down.
-    fn write_tone_dataset(dir: &std::path::Path, per_class: usize, len: usize) {
-        use crate::iq::dataset::{DatasetSource, DatasetWriter, Manifest};
-        use rand::{Rng, SeedableRng};
-        use rand_distr::{Distribution as _, StandardNormal};
-
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let total = 2 * per_class;
-        let mut w = DatasetWriter::create(dir, total, 1, len, 2, false).unwrap();
-        for i in 0..total {
-            let class = i % 2;
-            let band = if class == 0 { 0.0..0.03 } else { 0.2..0.3 };
-            let f = rng.random_range(band) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            let phase = rng.random_range(0.0..std::f64::consts::TAU);
-            let amplitude = rng.random_range(0.5..2.0);
-            let noise = amplitude * 0.1f64.sqrt() / 2f64.sqrt();
-            let iq: Vec<C32> = (0..len)
-                .map(|t| {
-                    let a = std::f64::consts::TAU * f * t as f64 + phase;
-                    let (n_i, n_q): (f64, f64) = (
-                        StandardNormal.sample(&mut rng),
-                        StandardNormal.sample(&mut rng),
-                    );
-                    C32::new(
-                        (amplitude * a.cos() + noise * n_i) as f32,
-                        (amplitude * a.sin() + noise * n_q) as f32,
-                    )
-                })
-                .collect();
-            w.push(&iq, class, 10.0, None).unwrap();
-        }
-        w.finish(Manifest {
-            format: String::new(),
-            source: DatasetSource::Synth {
-                recipe: "slow and fast tones (sejnnet tests)".into(),
-                params: serde_json::Value::Null,
-            },
-            seed: Some(5),
-            generator_version: "sejnnet tests".into(),
-            classes: vec!["slow".into(), "fast".into()],
-            window_len: len,
-            channels: 1,
-            sample_rate_hz: None,
-            snr_grid_db: vec![10.0],
-            snr_definition: "signal power over noise power in the window".into(),
-            count: 0,
-            counts_per_class: Default::default(),
-            has_angles: false,
-            array: None,
-            notes: vec![],
-        })
-        .unwrap();
-    }
 
     /// The whole trainer on an easy two-class set (slow against fast tones): the actnorms are
     /// set from the first batch, the attention penalty is in the loss, and a small model learns
@@ -1412,7 +1356,7 @@ mod tests {
 
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("ds");
-        write_tone_dataset(&data, 240, 64);
+        write_tone_dataset(&data, 240, 64, &[10.0]);
         let mut config = TrainConfig::new("sejnnet", &data);
         config.epochs = 10;
         config.batch_size = 32;
